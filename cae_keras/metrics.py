@@ -1,0 +1,160 @@
+"""Every figure of the evaluation protocol (`shared/design/evaluation.md`), each in one function.
+
+Labels: 0 = good, 1 = defect. Maps and masks are at the evaluation resolution.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy import ndimage
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+
+def _auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """ROC AUC, or None where it is undefined (only one class present)."""
+    labels = np.asarray(labels).ravel()
+    if labels.min() == labels.max():
+        return None
+    return float(roc_auc_score(labels, np.asarray(scores).ravel()))
+
+
+def image_auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """ROC AUC of the image scores `[N]` against image labels `[N]` (good 0, any defect 1)."""
+    return _auroc(labels, scores)
+
+
+def pixel_auroc(masks: np.ndarray, maps: np.ndarray) -> float | None:
+    """ROC AUC over all test pixels pooled. masks `[N, H, W] bool`, maps `[N, H, W]`."""
+    return _auroc(masks.astype(np.uint8), maps)
+
+
+def pixel_ap(masks: np.ndarray, maps: np.ndarray) -> float | None:
+    """Average precision over all test pixels pooled; None when no pixel is defective."""
+    if not masks.any():
+        return None
+    return float(average_precision_score(masks.ravel().astype(np.uint8), maps.ravel()))
+
+
+def pro_curve(masks: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The per-region-overlap curve: (false-positive rates, PRO values), thresholds descending.
+
+    For each threshold: FPR = flagged good pixels / all good pixels (good pixels of every image),
+    PRO = mean over every ground-truth connected component (8-connectivity) of the share of the
+    component that is flagged. Computed with one sort, as in MVTec's official evaluation code.
+    """
+    structure = np.ones((3, 3), dtype=int)
+    fp_change = np.zeros(masks.shape, dtype=np.float64)
+    pro_change = np.zeros(masks.shape, dtype=np.float64)
+    n_regions = 0
+    for i, mask in enumerate(masks):
+        labelled, n = ndimage.label(mask, structure=structure)
+        n_regions += n
+        fp_change[i][labelled == 0] = 1.0
+        if n:
+            sizes = np.bincount(labelled.ravel())
+            inside = labelled > 0
+            pro_change[i][inside] = 1.0 / sizes[labelled[inside]]
+    n_good = fp_change.sum()
+    order = np.argsort(maps.ravel(), kind="stable")[::-1]
+    scores = maps.ravel()[order]
+    fpr = np.cumsum(fp_change.ravel()[order]) / n_good
+    pro = np.cumsum(pro_change.ravel()[order]) / n_regions
+    # One point per distinct threshold: the last index of each run of equal scores.
+    keep = np.append(np.diff(scores) != 0, True)
+    fpr = np.concatenate([[0.0], fpr[keep], [1.0]])
+    pro = np.concatenate([[0.0], pro[keep], [1.0]])
+    return fpr, pro
+
+
+def _area_up_to(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
+    """Trapezoid area under y(x) for x in [0, x_max], interpolating y at x_max."""
+    inside = x <= x_max
+    xs, ys = x[inside], y[inside]
+    if xs[-1] < x_max:
+        y_at = np.interp(x_max, x, y)
+        xs, ys = np.append(xs, x_max), np.append(ys, y_at)
+    return float(np.trapezoid(ys, xs))
+
+
+def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> float | None:
+    """Area under the PRO curve up to FPR `fpr_limit`, divided by `fpr_limit` (1.0 = perfect).
+
+    Returns None when there is no defect region or no good pixel.
+    """
+    if not masks.any() or masks.all():
+        return None
+    fpr, pro = pro_curve(masks.astype(bool), maps.astype(np.float64))
+    return _area_up_to(fpr, pro, fpr_limit) / fpr_limit
+
+
+def image_f1(labels: np.ndarray, scores: np.ndarray, threshold: float) -> float:
+    """F1 of the decision `score > threshold` against the labels (0.0 when nothing is flagged)."""
+    labels = np.asarray(labels).astype(bool)
+    predicted = np.asarray(scores) > threshold
+    tp = np.sum(predicted & labels)
+    fp = np.sum(predicted & ~labels)
+    fn = np.sum(~predicted & labels)
+    return float(2 * tp / (2 * tp + fp + fn)) if tp else 0.0
+
+
+def mse_per_image(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
+    """Mean squared error of each image, over all pixels and channels. -> `[N]`."""
+    return ((images - reconstructions) ** 2).reshape(len(images), -1).mean(axis=1)
+
+
+def psnr_per_image(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
+    """PSNR of each image in dB with peak 1.0: 10 log10(1 / MSE). -> `[N]`."""
+    mse = np.maximum(mse_per_image(images, reconstructions), 1e-12)
+    return 10.0 * np.log10(1.0 / mse)
+
+
+def ssim_map(image: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
+    """The SSIM map (Wang et al. 2004: Gaussian window 11, sigma 1.5, peak 1.0) averaged over channels.
+
+    `[H, W, C]` x2 -> `[H, W]` in [-1, 1], 1 where the images agree.
+    """
+    c1, c2 = 0.01**2, 0.03**2
+    x, y = image.astype(np.float64), reconstruction.astype(np.float64)
+
+    def blur(a: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(a, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    ssim = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return (ssim.mean(axis=-1) if ssim.ndim == 3 else ssim).astype(np.float32)
+
+
+def ssim_per_image(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
+    """Mean SSIM of each image over the window's valid region (as `tf.image.ssim` computes it). -> `[N]`."""
+    return np.array([ssim_map(x, y)[5:-5, 5:-5].mean() for x, y in zip(images, reconstructions)])
+
+
+def per_defect(
+    defect_types: list[str], scores: np.ndarray, masks: np.ndarray, maps: np.ndarray
+) -> dict[str, dict[str, float | None]]:
+    """Image AUROC (that defect type vs good) and pixel AUROC, for each defect type.
+
+    Pixel AUROC of a type pools the pixels of its images and of the good images.
+    """
+    types = np.asarray(defect_types)
+    good = types == "good"
+    result = {}
+    for defect in sorted(set(defect_types) - {"good"}):
+        chosen = good | (types == defect)
+        result[defect] = {
+            "image_auroc": image_auroc((types[chosen] == defect).astype(int), scores[chosen]),
+            "pixel_auroc": pixel_auroc(masks[chosen], maps[chosen]),
+        }
+    return result
+
+
+def mean_or_none(values: np.ndarray | None) -> float | None:
+    """The mean as a plain float, None for no values (metrics.json holds no NaN)."""
+    if values is None or len(values) == 0:
+        return None
+    value = float(np.mean(values))
+    return value if np.isfinite(value) else None

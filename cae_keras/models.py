@@ -1,0 +1,168 @@
+"""The registered models. Each is a Keras functional model saved as `.keras`.
+
+Two kinds of output:
+- `reconstruction`: the model returns x̂ `[N, H, W, 3]` in [0, 1]; the anomaly map is |x - x̂|.
+- `anomaly_map`: the model returns the map `[N, H, W]` itself (e.g. per-pixel statistics).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Callable
+
+from cae_keras.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: how to build it and how it is trained and scored."""
+
+    name: str
+    description: str
+    build: Callable[[int], "keras.Model"]  # noqa: F821 - keras imported lazily
+    output: str  # "reconstruction" or "anomaly_map"
+    trained_by: str  # "gradient" (model.fit on the MSE loss) or "statistics" (one pass over the data)
+    stride: int  # the image size must be a multiple of this
+
+
+def build_seed_cae(image_size: int, latent_dim: int = 64, filters: tuple[int, ...] = (32, 64, 128)):
+    """The seed's convolutional autoencoder, exactly as its write-up describes it.
+
+    Encoder: 3 conv layers, 3x3, stride 2, ReLU. Latent: a dense 64-d vector. Decoder: a dense
+    layer back to the encoder's feature map, then 3 transposed convs, 3x3, stride 2, ReLU, the
+    last with a sigmoid instead so that x̂ stays in [0, 1] like the input.
+
+    Args:
+        image_size: input height = width, a multiple of 8.
+
+    Returns:
+        a `keras.Model` mapping `[N, S, S, 3]` in [0, 1] to x̂ of the same shape.
+    """
+    import keras
+    from keras import layers
+
+    _check_size(image_size, 2 ** len(filters), "seed_cae")
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = inputs
+    for i, n in enumerate(filters):
+        x = layers.Conv2D(n, 3, strides=2, padding="same", activation="relu", name=f"encoder_conv{i + 1}")(x)
+    feature_shape = tuple(x.shape[1:])
+    x = layers.Flatten(name="flatten")(x)
+    latent = layers.Dense(latent_dim, name="latent")(x)
+    x = layers.Dense(math.prod(feature_shape), activation="relu", name="expand")(latent)
+    x = layers.Reshape(feature_shape, name="unflatten")(x)
+    for i, n in enumerate(reversed(filters[:-1])):
+        x = layers.Conv2DTranspose(n, 3, strides=2, padding="same", activation="relu", name=f"decoder_deconv{i + 1}")(x)
+    outputs = layers.Conv2DTranspose(
+        3, 3, strides=2, padding="same", activation="sigmoid", name="reconstruction"
+    )(x)
+    return keras.Model(inputs, outputs, name="seed_cae")
+
+
+@functools.cache
+def _pixel_statistics_layer():
+    """Defined lazily so that importing this module does not import Keras."""
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="cae_keras")
+    class PixelStatistics(keras.layers.Layer):
+        """Per-pixel mean and std of the training normals; returns mean_c |x - mean| / (std + eps).
+
+        The weights are set by `fit_pixel_statistics`, not by gradient descent.
+        """
+
+        def __init__(self, epsilon: float = 0.01, **kwargs):
+            super().__init__(**kwargs)
+            self.epsilon = epsilon
+
+        def build(self, input_shape):
+            shape = tuple(input_shape[1:])
+            self.mean = self.add_weight(shape=shape, initializer="zeros", trainable=False, name="mean")
+            self.std = self.add_weight(shape=shape, initializer="ones", trainable=False, name="std")
+
+        def call(self, x):
+            return ops.mean(ops.abs(x - self.mean) / (self.std + self.epsilon), axis=-1)
+
+        def get_config(self):
+            return {**super().get_config(), "epsilon": self.epsilon}
+
+    return PixelStatistics
+
+
+def build_pixel_stats(image_size: int):
+    """The per-pixel statistics baseline: anomaly map = |x - mean| / std, averaged over channels.
+
+    It is the honest reference every deep model must beat: on aligned objects such as MVTec's
+    bottle it is already strong, and it costs one pass over the training images.
+    """
+    import keras
+
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    outputs = _pixel_statistics_layer()(name="pixel_statistics")(inputs)
+    return keras.Model(inputs, outputs, name="pixel_stats")
+
+
+def fit_pixel_statistics(model, dataset) -> None:
+    """Sets the statistics layer's mean and std from a dataset of `[B, H, W, 3]` batches (one pass)."""
+    import numpy as np
+
+    total = total_sq = None
+    count = 0
+    for batch in dataset:
+        x = np.asarray(batch[0] if isinstance(batch, tuple) else batch, dtype=np.float64)
+        total = x.sum(0) if total is None else total + x.sum(0)
+        total_sq = (x**2).sum(0) if total_sq is None else total_sq + (x**2).sum(0)
+        count += len(x)
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    layer = model.get_layer("pixel_statistics")
+    layer.set_weights([mean.astype("float32"), std.astype("float32")])
+
+
+def _check_size(image_size: int, stride: int, name: str) -> None:
+    if image_size % stride:
+        raise ConfigError(
+            f"image size {image_size} is not a multiple of {stride}, which model '{name}' needs "
+            f"(its encoder halves the size {int(math.log2(stride))} times); try {stride * round(image_size / stride)}"
+        )
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec("seed_cae", "the seed's CAE: 3 strided convs, 64-d dense latent, 3 transposed convs; MSE loss",
+                  build_seed_cae, "reconstruction", "gradient", 8),
+        ModelSpec("pixel_stats", "per-pixel mean/std of the training normals; map = |x - mean| / std",
+                  build_pixel_stats, "anomaly_map", "statistics", 1),
+    ]
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The registered model of that name. Raises ConfigError listing the known names."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown model '{name}'; registered models: {', '.join(REGISTRY)}") from None
+
+
+def check_image_size(name: str, image_size: int) -> None:
+    """Raises ConfigError if the model cannot take square inputs of `image_size`."""
+    _check_size(image_size, get_spec(name).stride, name)
+
+
+def build_model(name: str, image_size: int):
+    """Builds a registered model for square inputs of `image_size`, checking the size fits it."""
+    check_image_size(name, image_size)
+    return get_spec(name).build(image_size)
+
+
+def load_model(path) -> "keras.Model":  # noqa: F821
+    """Loads a `.keras` file in Keras safe mode (no arbitrary code from the file is run)."""
+    import keras
+
+    _pixel_statistics_layer()  # registers the custom layer before deserialising
+    return keras.models.load_model(path, safe_mode=True)

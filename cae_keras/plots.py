@@ -1,0 +1,108 @@
+"""Figures. Each function returns a `matplotlib.figure.Figure` and never calls `plt.show()`."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve as sk_roc_curve
+
+
+def loss_curve(history: list[dict], title: str = "Training loss") -> Figure:
+    """Training and validation loss per epoch, from `history.csv` rows."""
+    figure = Figure(figsize=(6, 4), layout="constrained")
+    axes = figure.add_subplot()
+    epochs = [row["epoch"] for row in history]
+    for key, label in (("loss", "training"), ("val_loss", "validation normals")):
+        values = [row.get(key) for row in history]
+        if any(v is not None for v in values):
+            axes.plot(epochs, [np.nan if v is None else v for v in values], label=label)
+    axes.set(xlabel="epoch", ylabel="MSE loss", title=title)
+    if axes.lines:
+        axes.set_yscale("log")
+        axes.legend()
+    else:
+        axes.text(0.5, 0.5, "no gradient training (one pass over the data)", ha="center", transform=axes.transAxes)
+    return figure
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray, auroc: float | None, title: str = "Image-level ROC") -> Figure:
+    """The ROC curve of image scores, with its AUROC in the legend."""
+    figure = Figure(figsize=(4.5, 4.5), layout="constrained")
+    axes = figure.add_subplot()
+    if auroc is not None:
+        fpr, tpr, _ = sk_roc_curve(labels, scores)
+        axes.plot(fpr, tpr, label=f"AUROC = {auroc:.3f}")
+    axes.plot([0, 1], [0, 1], "k--", lw=0.8, label="chance")
+    axes.set(xlabel="false-positive rate", ylabel="true-positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    axes.legend(loc="lower right")
+    return figure
+
+
+def score_histogram(scores: np.ndarray, defect_types: list[str], threshold: float,
+                    title: str = "Image scores") -> Figure:
+    """Histograms of good and of each defect type's image scores, with the decision threshold."""
+    figure = Figure(figsize=(6.5, 4), layout="constrained")
+    axes = figure.add_subplot()
+    types = np.asarray(defect_types)
+    bins = np.linspace(min(scores.min(), threshold), max(scores.max(), threshold), 30)
+    for name in ["good"] + sorted(set(defect_types) - {"good"}):
+        chosen = scores[types == name]
+        if len(chosen):
+            axes.hist(chosen, bins=bins, alpha=0.55, label=f"{name} ({len(chosen)})")
+    axes.axvline(threshold, color="k", ls="--", label="threshold (validation normals)")
+    axes.set(xlabel="image score (max of blurred anomaly map)", ylabel="images", title=title)
+    axes.legend()
+    return figure
+
+
+def colorize(anomaly_map: np.ndarray, vmax: float) -> np.ndarray:
+    """`[H, W]` map to `[H, W, 3] float32 in [0, 1]` (inferno colormap, 0..vmax)."""
+    normalized = np.clip(anomaly_map / max(vmax, 1e-12), 0.0, 1.0)
+    return colormaps["inferno"](normalized)[..., :3].astype(np.float32)
+
+
+def overlay(image: np.ndarray, anomaly_map: np.ndarray, vmax: float, mask: np.ndarray | None = None,
+            alpha: float = 0.5) -> np.ndarray:
+    """The image with the coloured map blended in, and the ground-truth outline in green if given."""
+    blended = (1 - alpha) * image + alpha * colorize(anomaly_map, vmax)
+    if mask is not None and mask.any():
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        blended = np.ascontiguousarray(blended, dtype=np.float32)
+        cv2.drawContours(blended, contours, -1, (0.0, 1.0, 0.0), max(1, image.shape[0] // 128))
+    return np.clip(blended, 0, 1).astype(np.float32)
+
+
+def gallery(images: np.ndarray, maps: np.ndarray, masks: np.ndarray, defect_types: list[str],
+            scores: np.ndarray, reconstructions: np.ndarray | None, vmax: float, per_type: int = 1) -> Figure:
+    """One row per example (good first, then each defect type): input, reconstruction, map, overlay.
+
+    The examples are the first `per_type` images of each type in file order, not picked by score.
+    """
+    types = np.asarray(defect_types)
+    rows = [i for name in ["good"] + sorted(set(defect_types) - {"good"})
+            for i in np.flatnonzero(types == name)[:per_type]]
+    columns = ["input"] + (["reconstruction"] if reconstructions is not None else []) + [
+        "anomaly map", "overlay + ground truth"]
+    figure = Figure(figsize=(2.4 * len(columns), 2.4 * len(rows)), layout="constrained")
+    grid = figure.subplots(len(rows), len(columns), squeeze=False)
+    for r, i in enumerate(rows):
+        panels = [images[i]] + ([reconstructions[i]] if reconstructions is not None else []) + [
+            colorize(maps[i], vmax), overlay(images[i], maps[i], vmax, masks[i])]
+        for c, panel in enumerate(panels):
+            axes = grid[r, c]
+            axes.imshow(panel)
+            axes.set_xticks([])
+            axes.set_yticks([])
+            if r == 0:
+                axes.set_title(columns[c], fontsize=9)
+        grid[r, 0].set_ylabel(f"{types[i]}\nscore {scores[i]:.3g}", fontsize=9)
+    return figure
+
+
+def save(figure: Figure, path) -> None:
+    """Saves a figure as PNG atomically."""
+    from cae_keras.files import write_atomic
+
+    write_atomic(path, lambda tmp: figure.savefig(tmp, dpi=110, format="png"))

@@ -1,0 +1,208 @@
+"""The embedded default dataset: a synthetic MVTec-like `bottle` seen from above.
+
+Each image is a dark background with a round bottle: a shaded glass shoulder with radial ridges,
+a bright rim with highlights and an inner opening through which the bottom glows. Every image
+varies a little in position, rotation, size and lighting, and carries sensor noise, so a
+per-pixel model of the normals is good but not perfect. Defect types follow MVTec's bottle:
+
+- `broken_large`, `broken_small`: a chunk of the rim broken off (dark inside, bright fracture edge);
+- `contamination`: a semi-transparent foreign blob anywhere on the bottle.
+
+A defect only changes pixels inside its mask, so the masks are exact. Generation is
+deterministic for a seed: image i of a split depends only on (seed, split, i).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from cae_keras.errors import ConfigError
+
+DEFECT_TYPES = ("broken_large", "broken_small", "contamination")
+_SPLIT_CODES = {"train": 0, "test_good": 1, "broken_large": 2, "broken_small": 3, "contamination": 4}
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthConfig:
+    """How many images of each kind, at which size. Defaults follow MVTec AD bottle's counts."""
+
+    image_size: int = 256
+    n_train: int = 209
+    n_test_good: int = 20
+    n_per_defect: int = 21
+    seed: int = 0
+    noise_std: float = 0.015
+
+    def __post_init__(self) -> None:
+        if self.image_size < 32:
+            raise ConfigError(f"image_size must be at least 32 px, got {self.image_size}")
+        if self.n_train < 2 or self.n_test_good < 1 or self.n_per_defect < 1:
+            raise ConfigError("need n_train >= 2, n_test_good >= 1 and n_per_defect >= 1")
+        if self.noise_std < 0:
+            raise ConfigError(f"noise_std must be >= 0, got {self.noise_std}")
+
+
+@dataclasses.dataclass(frozen=True)
+class BottlePose:
+    """Where the bottle is in an image: centre (px), radius (px), rotation (rad), lighting gain."""
+
+    cx: float
+    cy: float
+    radius: float
+    angle: float
+    gain: float
+
+
+def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
+    t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def random_pose(rng: np.random.Generator, size: int) -> BottlePose:
+    """A bottle placed near the centre with small random shifts, rotation and lighting."""
+    shift = np.clip(rng.normal(0.0, 0.006 * size, 2), -0.02 * size, 0.02 * size)
+    return BottlePose(
+        cx=size / 2 + shift[0],
+        cy=size / 2 + shift[1],
+        radius=0.42 * size * rng.uniform(0.98, 1.02),
+        angle=rng.uniform(0.0, 2 * np.pi),
+        gain=rng.uniform(0.92, 1.08),
+    )
+
+
+def _polar(pose: BottlePose, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised radius (1 = bottle edge) and angle in the bottle's own frame, per pixel."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    dx, dy = x - pose.cx, y - pose.cy
+    return np.hypot(dx, dy) / pose.radius, np.arctan2(dy, dx) - pose.angle
+
+
+def render_bottle(pose: BottlePose, size: int) -> np.ndarray:
+    """A clean bottle, noise-free: `[size, size, 3] float32 in [0, 1]`."""
+    r, theta = _polar(pose, size)
+    aa = 1.5 / pose.radius  # anti-aliasing width: about 1.5 px
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+    background = 0.05 + 0.04 * (1.0 - 2.0 * (x**2 + y**2))
+    lit = 1.0 + 0.12 * np.cos(theta + pose.angle - 2.3)  # a light from the upper left
+    ridges = 0.03 * np.cos(24 * theta) * _smoothstep(0.65, 0.8, r)
+    shoulder = (0.30 + 0.25 * np.exp(-((r - 0.82) / 0.12) ** 2) + ridges) * lit
+    rim = 0.74 + 0.12 * np.cos(2 * theta) ** 2
+    opening = 0.07 + 0.30 * np.exp(-((r / 0.22) ** 2))
+    groove = 1.0 - 0.5 * np.exp(-((r - 0.64) / 0.015) ** 2)
+
+    in_bottle = 1.0 - _smoothstep(1.0 - aa, 1.0 + aa, r)
+    in_rim = _smoothstep(0.50 - aa, 0.50 + aa, r) * (1.0 - _smoothstep(0.62 - aa, 0.62 + aa, r))
+    in_opening = 1.0 - _smoothstep(0.50 - aa, 0.50 + aa, r)
+    glass = shoulder * (1 - in_rim - in_opening) + rim * in_rim + opening * in_opening
+    gray = (background * (1 - in_bottle) + glass * groove * in_bottle) * pose.gain
+    tint = np.array([0.92, 1.0, 0.95], dtype=np.float32)  # greenish glass, BGR-free RGB
+    return np.clip(gray[..., None] * tint, 0.0, 1.0).astype(np.float32)
+
+
+def _blob_mask(size: int, cx: float, cy: float, radius: float, rng: np.random.Generator) -> np.ndarray:
+    """An irregular, star-shaped blob as an exact `[size, size] bool` mask."""
+    t = np.linspace(0, 2 * np.pi, 72, endpoint=False)
+    rho = np.ones_like(t)
+    for k in (2, 3, 5, 7):
+        rho += rng.uniform(0.0, 0.25 / np.sqrt(k)) * np.cos(k * t + rng.uniform(0, 2 * np.pi))
+    rho *= radius / rho.max() * rng.uniform(0.9, 1.0)
+    points = np.stack([cx + rho * np.cos(t), cy + rho * np.sin(t)], axis=1)
+    canvas = np.zeros((size, size), dtype=np.uint8)
+    cv2.fillPoly(canvas, [np.round(points * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+    return canvas.astype(bool)
+
+
+def _place(pose: BottlePose, r_range: tuple[float, float], rng: np.random.Generator) -> tuple[float, float]:
+    """A random point in the bottle at a normalised radius within `r_range`."""
+    r = rng.uniform(*r_range) * pose.radius
+    a = rng.uniform(0, 2 * np.pi)
+    return pose.cx + r * np.cos(a), pose.cy + r * np.sin(a)
+
+
+def add_defect(
+    image: np.ndarray, pose: BottlePose, defect_type: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Adds one defect. Returns (image, mask); pixels outside the mask are unchanged.
+
+    Raises:
+        ConfigError: an unknown defect type.
+    """
+    size = image.shape[0]
+    out = image.copy()
+    if defect_type in ("broken_large", "broken_small"):
+        scale = (0.14, 0.22) if defect_type == "broken_large" else (0.04, 0.08)
+        cx, cy = _place(pose, (0.52, 0.66), rng)
+        mask = _blob_mask(size, cx, cy, rng.uniform(*scale) * pose.radius, rng)
+        inner = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        edge = mask & ~inner
+        out[inner] = out[inner] * 0.25 + 0.03 * pose.gain
+        out[edge] = np.clip(0.85 * pose.gain + rng.normal(0, 0.05, (edge.sum(), 1)), 0, 1)
+    elif defect_type == "contamination":
+        cx, cy = _place(pose, (0.1, 0.9), rng)
+        mask = _blob_mask(size, cx, cy, rng.uniform(0.05, 0.12) * pose.radius, rng)
+        colour = rng.choice([[0.35, 0.22, 0.10], [0.80, 0.78, 0.70], [0.15, 0.12, 0.10]])
+        alpha = rng.uniform(0.45, 0.85)
+        texture = 1.0 + rng.normal(0, 0.08, (mask.sum(), 1))
+        out[mask] = (1 - alpha) * out[mask] + alpha * np.clip(np.asarray(colour) * texture, 0, 1)
+    else:
+        raise ConfigError(f"unknown defect type '{defect_type}'; known: {', '.join(DEFECT_TYPES)}")
+    return out.astype(np.float32), mask
+
+
+def make_sample(
+    config: SynthConfig, split: str, index: int, with_noise: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Image `index` of `split` ('train', 'test_good' or a defect type), deterministic for the seed.
+
+    Returns:
+        image `[S, S, 3] float32 in [0, 1]` and its mask `[S, S] bool` (None for good images).
+    """
+    rng = np.random.default_rng([config.seed, _SPLIT_CODES[split], index])
+    pose = random_pose(rng, config.image_size)
+    image = render_bottle(pose, config.image_size)
+    mask = None
+    if split in DEFECT_TYPES:
+        image, mask = add_defect(image, pose, split, rng)
+    if with_noise and config.noise_std > 0:
+        noise_rng = np.random.default_rng([config.seed, _SPLIT_CODES[split], index, 1])
+        image = np.clip(image + noise_rng.normal(0, config.noise_std, image.shape), 0, 1).astype(np.float32)
+    return image, mask
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    array = np.round(image * 255).astype(np.uint8)
+    if array.ndim == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), array):
+        raise OSError(f"{path}: could not write image")
+
+
+def write_dataset(root: Path, category: str = "bottle", config: SynthConfig = SynthConfig(),
+                  progress: bool = True) -> Path:
+    """Writes the synthetic category in the MVTec AD layout under `root/category`; returns that folder.
+
+    Existing files of the same names are overwritten (the output is deterministic).
+    """
+    from tqdm.auto import tqdm
+
+    folder = Path(root) / category
+    jobs = [("train", i) for i in range(config.n_train)]
+    jobs += [("test_good", i) for i in range(config.n_test_good)]
+    jobs += [(d, i) for d in DEFECT_TYPES for i in range(config.n_per_defect)]
+    for split, index in tqdm(jobs, desc=f"synthesising {category}", disable=not progress, leave=False):
+        image, mask = make_sample(config, split, index)
+        if split == "train":
+            target = folder / "train" / "good"
+        else:
+            target = folder / "test" / ("good" if split == "test_good" else split)
+        target.mkdir(parents=True, exist_ok=True)
+        _write_png(target / f"{index:03d}.png", image)
+        if mask is not None:
+            mask_folder = folder / "ground_truth" / split
+            mask_folder.mkdir(parents=True, exist_ok=True)
+            _write_png(mask_folder / f"{index:03d}_mask.png", mask.astype(np.float32))
+    return folder

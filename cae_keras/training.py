@@ -1,0 +1,172 @@
+"""Training into a run folder, resumable at the last complete epoch.
+
+Running the same `train` again on the same run folder resumes from the last checkpoint (with the
+optimizer state), or does nothing if training already completed. A larger `--epochs` continues a
+completed run. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cae_keras import data, models, preprocessing, scoring, thresholds
+from cae_keras.config import TrainConfig, load_config, save_config
+from cae_keras.errors import CaeKerasError, ConfigError
+from cae_keras.files import write_atomic, write_text_atomic
+from cae_keras.runs import RunPaths, read_history, write_history
+
+
+class TrainingError(CaeKerasError):
+    """Training cannot go on (e.g. the loss became NaN)."""
+
+
+def _epoch_checkpoint_callback(paths: RunPaths, history: list[dict]):
+    """A Keras callback that, after each epoch, saves a checkpoint and the history, atomically."""
+    import keras
+
+    class EpochCheckpoint(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            loss = logs.get("loss")
+            if loss is None or not math.isfinite(loss):
+                self.model.stop_training = True
+                last = history[-1]["epoch"] if history else 0
+                raise TrainingError(
+                    f"loss became {loss} at epoch {epoch + 1}; stopped. The last good checkpoint is epoch "
+                    f"{last} in {paths.checkpoints}; try a lower learning rate."
+                )
+            done = epoch + 1
+            write_atomic(paths.checkpoint(done), lambda tmp: self.model.save(tmp))
+            history.append({"epoch": done, "loss": float(loss), "val_loss": logs.get("val_loss"),
+                            "seconds": time.perf_counter() - self.started})
+            write_history(paths.history, history)
+            for old in paths.checkpoints.glob("epoch_*.keras"):
+                if old != paths.checkpoint(done):
+                    old.unlink(missing_ok=True)
+
+    return EpochCheckpoint()
+
+
+def _check_resumable(paths: RunPaths, config: TrainConfig) -> None:
+    """Refuses a run folder that was started with a different config (epochs may differ)."""
+    if not paths.config.is_file():
+        return
+    previous = load_config(paths.config)
+    differences = config.differences(previous, ignore=("epochs",))
+    if differences:
+        raise ConfigError(
+            f"{paths.root} holds a run with another config ({'; '.join(differences)}); "
+            "use a new run folder or the same arguments to resume"
+        )
+
+
+def is_complete(paths: RunPaths, config: TrainConfig) -> bool:
+    """The run holds a final model for all the requested epochs."""
+    if not paths.model.is_file() or not paths.calibration.is_file():
+        return False
+    if models.get_spec(config.model).trained_by == "statistics":
+        return True
+    history = read_history(paths.history)
+    return bool(history) and history[-1]["epoch"] >= config.epochs
+
+
+def train(config: TrainConfig, run_dir: Path, verbose: int | str = "auto") -> RunPaths:
+    """Trains `config.model` on the normals of `config.category` into `run_dir`; resumes if it can.
+
+    Args:
+        verbose: Keras verbosity: 'auto' or 1 for a progress bar, 2 for one line per epoch, 0 silent.
+
+    Returns:
+        the run folder's paths.
+
+    Raises:
+        ConfigError: the run folder holds another config, or arguments do not fit the model.
+        DataError: the data cannot be read.
+        TrainingError: the loss became NaN.
+    """
+    paths = RunPaths(Path(run_dir))
+    spec = models.get_spec(config.model)
+    models.check_image_size(config.model, config.image_size)
+    _check_resumable(paths, config)
+    if is_complete(paths, config):
+        if verbose:
+            print(f"{paths.root}: already trained for {config.epochs} epochs; nothing to do")
+        return paths
+    paths.root.mkdir(parents=True, exist_ok=True)
+    save_config(config, paths.config)
+
+    category = data.read_category(Path(config.data), config.category, require_test=False)
+    train_paths, val_paths = data.split_validation(category.train, config.val_fraction, config.seed)
+    show = "auto" if verbose else None
+    train_images = preprocessing.to_uint8(data.load_images(train_paths, config.image_size, show and "train images"))
+    val_images = data.load_images(val_paths, config.image_size, show and "validation images")
+
+    if spec.trained_by == "statistics":
+        model = models.build_model(config.model, config.image_size)
+        started = time.perf_counter()
+        models.fit_pixel_statistics(model, preprocessing.make_dataset(
+            train_images, config.batch_size, training=False, targets=False))
+        write_history(paths.history, [{"epoch": 1, "loss": None, "val_loss": None,
+                                       "seconds": time.perf_counter() - started}])
+    else:
+        model = _fit(config, paths, spec, train_images, val_images, verbose)
+
+    write_atomic(paths.model, lambda tmp: _without_optimizer(model, config).save(tmp))
+    _calibrate(model, spec, config, val_images, val_paths, paths)
+    return paths
+
+
+def _fit(config, paths, spec, train_images, val_images, verbose):
+    import keras
+
+    history = read_history(paths.history)
+    resume = paths.last_checkpoint()
+    keras.utils.set_random_seed(config.seed + (resume[0] if resume else 0))
+    if resume:
+        initial_epoch, checkpoint = resume
+        history = [row for row in history if row["epoch"] <= initial_epoch]
+        model = models.load_model(checkpoint)
+        if verbose:
+            print(f"resuming {paths.root} from epoch {initial_epoch} ({checkpoint.name})")
+    else:
+        initial_epoch, history = 0, []
+        model = models.build_model(config.model, config.image_size)
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
+    train_data = preprocessing.make_dataset(
+        train_images, config.batch_size, training=True, seed=config.seed,
+        rotation_degrees=config.rotation_degrees, brightness_delta=config.brightness_delta,
+        horizontal_flip=config.horizontal_flip)
+    val_data = preprocessing.make_dataset(val_images, config.batch_size, training=False)
+    if initial_epoch < config.epochs:
+        model.fit(train_data, validation_data=val_data, epochs=config.epochs, initial_epoch=initial_epoch,
+                  callbacks=[_epoch_checkpoint_callback(paths, history)], verbose=verbose)
+    return model
+
+
+def _without_optimizer(model, config: TrainConfig):
+    """A copy of the model without optimizer state: the final `.keras` file a third of the size."""
+    clean = models.build_model(config.model, config.image_size)
+    clean.set_weights(model.get_weights())
+    return clean
+
+
+def _calibrate(model, spec, config: TrainConfig, val_images: np.ndarray, val_paths: list[Path],
+               paths: RunPaths) -> None:
+    """Scores the validation normals and stores the threshold chosen from them."""
+    result = scoring.infer(model, spec.output, val_images, config.blur_sigma, config.batch_size)
+    threshold = thresholds.quantile_threshold(result.scores, config.threshold_quantile)
+    calibration = {
+        "threshold": threshold,
+        "rule": f"quantile {config.threshold_quantile} of validation-normal image scores",
+        "validation_scores": [float(s) for s in result.scores],
+        "validation_images": [str(p) for p in val_paths],
+    }
+    write_text_atomic(paths.calibration, json.dumps(calibration, indent=2) + "\n")
