@@ -140,14 +140,17 @@ def _fit(config, paths, spec, train_images, val_images, verbose):
         initial_epoch, history = 0, []
         model = models.build_model(config.model, config.image_size)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
+    augment = config.augment
     train_data = preprocessing.make_dataset(
         train_images, config.batch_size, training=True, seed=config.seed,
-        rotation_degrees=config.rotation_degrees, brightness_delta=config.brightness_delta,
-        horizontal_flip=config.horizontal_flip)
+        rotation_degrees=config.rotation_degrees if augment else 0.0,
+        brightness_delta=config.brightness_delta if augment else 0.0,
+        horizontal_flip=config.horizontal_flip and augment)
     val_data = preprocessing.make_dataset(val_images, config.batch_size, training=False)
     if initial_epoch < config.epochs:
         model.fit(train_data, validation_data=val_data, epochs=config.epochs, initial_epoch=initial_epoch,
-                  callbacks=[_epoch_checkpoint_callback(paths, history)], verbose=verbose)
+                  callbacks=[_epoch_checkpoint_callback(paths, history)], verbose=verbose,
+                  shuffle=False)  # the dataset shuffles itself
     return model
 
 

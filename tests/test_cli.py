@@ -1,0 +1,90 @@
+"""The command line, end to end on tiny data: synth -> train -> evaluate -> predict."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cae_keras.cli import main
+
+CONTRACT_KEYS = {"image_auroc", "pixel_auroc", "aupro", "pixel_ap", "image_f1", "mse_good", "psnr_good",
+                 "mse_all", "psnr_all", "ssim_good", "per_defect", "model", "category", "image_size", "epochs",
+                 "train_seconds", "threshold"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Synthesises a tiny set and trains both models through the CLI; returns (root, {model: run})."""
+    base = tmp_path_factory.mktemp("cli")
+    root = base / "data"
+    assert main(["synth", "--out", str(root), "--image-size", "40", "--n-train", "20", "--n-test-good", "4",
+                 "--n-per-defect", "2"]) == 0
+    runs = {}
+    for model in ("seed_cae", "pixel_stats"):
+        runs[model] = base / model
+        assert main(["train", "--data", str(root), "--category", "bottle", "--model", model, "--run",
+                     str(runs[model]), "--epochs", "2", "--image-size", "32", "--batch-size", "8"]) == 0
+    return root, runs
+
+
+@pytest.mark.parametrize("model", ["seed_cae", "pixel_stats"])
+def test_evaluate_writes_every_contract_key(trained, model):
+    _, runs = trained
+    assert main(["evaluate", "--run", str(runs[model])]) == 0
+    m = json.loads((runs[model] / "metrics.json").read_text())
+    assert CONTRACT_KEYS <= set(m)
+    assert m["model"] == model and m["image_size"] == 32 and m["category"] == "bottle"
+    assert m["epochs"] == (2 if model == "seed_cae" else 1)
+    for key in ("image_auroc", "pixel_auroc", "aupro", "pixel_ap", "image_f1"):
+        assert 0.0 <= m[key] <= 1.0, key
+    reconstructs = model == "seed_cae"
+    for key in ("mse_good", "psnr_good", "mse_all", "psnr_all", "ssim_good"):
+        assert (m[key] is not None) == reconstructs, key
+        if reconstructs:
+            assert math.isfinite(m[key])
+    assert set(m["per_defect"]) == {"broken_large", "broken_small", "contamination"}
+    for name in ("loss_curve", "roc_curve", "score_histogram", "gallery"):
+        assert (runs[model] / "figures" / f"{name}.png").stat().st_size > 1000
+    assert "image_auroc" in (runs[model] / "report.md").read_text()
+
+
+def test_predict_writes_maps_overlays_and_a_table(trained, tmp_path, capsys):
+    root, runs = trained
+    good = root / "bottle" / "test" / "good"
+    broken = root / "bottle" / "test" / "broken_large"
+    out = tmp_path / "pred"
+    assert main(["predict", "--run", str(runs["seed_cae"]), str(good), str(broken / "000.png"), "--out", str(out),
+                 "--save-maps"]) == 0
+    table = capsys.readouterr().out
+    assert "flagged as defective" in table
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert len(rows) == 1 + 5
+    # good/000.png and broken_large/000.png share a stem: both kept, under distinct names
+    assert (out / "good_000_map.png").is_file() and (out / "broken_large_000_overlay.png").is_file()
+    anomaly = np.load(out / "good_000_map.npy")
+    assert anomaly.dtype == np.float32 and anomaly.shape == (32, 32)
+
+
+def test_bad_input_is_one_line_and_exit_code_2(trained, tmp_path, capsys):
+    root, _ = trained
+    assert main(["train", "--data", str(root), "--category", "cable", "--run", str(tmp_path / "r")]) == 2
+    error = capsys.readouterr().err
+    assert "unknown category 'cable'" in error and "Traceback" not in error
+    assert main(["train", "--data", str(root), "--category", "bottle", "--run", str(tmp_path / "r"),
+                 "--image-size", "36"]) == 2
+    assert "not a multiple of 8" in capsys.readouterr().err
+    assert main(["evaluate", "--run", str(tmp_path / "missing")]) == 2
+    assert "run folder not found" in capsys.readouterr().err
+
+
+def test_console_entry_point_in_a_subprocess():
+    result = subprocess.run([sys.executable, "-m", "cae_keras", "models"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.split() == ["seed_cae", "pixel_stats"]
+    result = subprocess.run([sys.executable, "-m", "cae_keras", "train", "--epochs", "-3"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -1,0 +1,49 @@
+"""Model shapes, the seed's architecture, the statistics baseline, saving in safe mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cae_keras import models
+from cae_keras.errors import ConfigError
+
+
+def test_seed_cae_is_the_seeds_architecture():
+    import keras
+
+    model = models.build_model("seed_cae", 64)
+    assert model.output_shape == (None, 64, 64, 3)
+    convs = [l for l in model.layers if type(l) is keras.layers.Conv2D]
+    deconvs = [l for l in model.layers if type(l) is keras.layers.Conv2DTranspose]
+    assert len(convs) == 3 and len(deconvs) == 3
+    for layer in convs + deconvs:
+        assert layer.kernel_size == (3, 3) and layer.strides == (2, 2)
+    assert all(l.activation.__name__ == "relu" for l in convs + deconvs[:-1])
+    assert deconvs[-1].activation.__name__ == "sigmoid"
+    assert model.get_layer("latent").units == 64
+    out = model.predict(np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32), verbose=0)
+    assert out.shape == (2, 64, 64, 3) and 0 <= out.min() and out.max() <= 1
+
+
+def test_image_size_must_fit_the_stride():
+    with pytest.raises(ConfigError, match="not a multiple of 8"):
+        models.build_model("seed_cae", 100)
+    with pytest.raises(ConfigError, match="unknown model 'resnet'.*seed_cae"):
+        models.get_spec("resnet")
+
+
+def test_pixel_stats_learns_mean_and_std_and_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.random((10, 16, 16, 3)).astype(np.float32)
+    model = models.build_model("pixel_stats", 16)
+    models.fit_pixel_statistics(model, [images[:6], images[6:]])
+    mean, std = model.get_layer("pixel_statistics").get_weights()
+    assert np.allclose(mean, images.mean(0), atol=1e-6) and np.allclose(std, images.std(0), atol=1e-5)
+    probe = images[:2].copy()
+    probe[0, 3, 3] += 5.0
+    anomaly = model.predict(probe, verbose=0)
+    assert anomaly.shape == (2, 16, 16) and anomaly[0, 3, 3] == anomaly[0].max()
+    model.save(tmp_path / "m.keras")
+    loaded = models.load_model(tmp_path / "m.keras")
+    assert np.allclose(loaded.predict(probe, verbose=0), anomaly, atol=1e-6)
