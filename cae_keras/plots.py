@@ -63,15 +63,36 @@ def colorize(anomaly_map: np.ndarray, vmax: float) -> np.ndarray:
     return colormaps["inferno"](normalized)[..., :3].astype(np.float32)
 
 
+def overlay_outline(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The ground-truth outline drawn in green on an RGB (or gray, made RGB) image in [0, 1]."""
+    rgb = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
+    rgb = np.ascontiguousarray(rgb, dtype=np.float32)
+    if mask.any():
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(rgb, contours, -1, (0.0, 1.0, 0.0), max(1, image.shape[0] // 128))
+    return rgb
+
+
 def overlay(image: np.ndarray, anomaly_map: np.ndarray, vmax: float, mask: np.ndarray | None = None,
             alpha: float = 0.5) -> np.ndarray:
     """The image with the coloured map blended in, and the ground-truth outline in green if given."""
     blended = (1 - alpha) * image + alpha * colorize(anomaly_map, vmax)
-    if mask is not None and mask.any():
-        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        blended = np.ascontiguousarray(blended, dtype=np.float32)
-        cv2.drawContours(blended, contours, -1, (0.0, 1.0, 0.0), max(1, image.shape[0] // 128))
+    if mask is not None:
+        blended = overlay_outline(blended, mask)
     return np.clip(blended, 0, 1).astype(np.float32)
+
+
+def image_grid(images: list[np.ndarray], titles: list[str], columns: int = 4, cmap: str = "magma") -> Figure:
+    """Images (RGB `[H, W, 3]` or maps `[H, W]`) in a grid with titles."""
+    rows = -(-len(images) // columns)
+    figure = Figure(figsize=(2.6 * columns, 2.6 * rows), layout="constrained")
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for axes in grid.ravel():
+        axes.axis("off")
+    for axes, image, title in zip(grid.ravel(), images, titles):
+        axes.imshow(np.clip(image, 0, 1) if image.ndim == 3 else image, cmap=None if image.ndim == 3 else cmap)
+        axes.set_title(title, fontsize=9)
+    return figure
 
 
 def gallery(images: np.ndarray, maps: np.ndarray, masks: np.ndarray, defect_types: list[str],

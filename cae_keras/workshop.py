@@ -1,0 +1,67 @@
+"""Helpers that let every notebook run on its own, in any order, from a fresh kernel.
+
+`ensure_dataset()` and `load_or_train()` are idempotent and cache under `CAE_KERAS_CACHE`
+(default `~/.cache/cae_keras`), so a notebook that needs a trained model trains it once and later
+notebooks reuse it. `CAE_KERAS_FAST=1` shrinks data, image size and epochs for CI and quick looks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from cae_keras.config import TrainConfig
+from cae_keras.runs import RunPaths
+from cae_keras.synth import SynthConfig
+
+FAST_SYNTH = SynthConfig(image_size=64, n_train=48, n_test_good=8, n_per_defect=6)
+FULL_SYNTH = SynthConfig()
+FAST_TRAINING = {"image_size": 64, "epochs": 3, "batch_size": 16}
+FULL_TRAINING = {"image_size": 256, "epochs": 200, "batch_size": 32}
+
+
+def fast_mode() -> bool:
+    """True when `CAE_KERAS_FAST` is set to anything but '', '0' or 'false'."""
+    return os.environ.get("CAE_KERAS_FAST", "").strip().lower() not in ("", "0", "false")
+
+
+def cache_dir() -> Path:
+    """Where datasets and trained runs are cached: `$CAE_KERAS_CACHE` or `~/.cache/cae_keras`."""
+    return Path(os.environ.get("CAE_KERAS_CACHE", "~/.cache/cae_keras")).expanduser()
+
+
+def ensure_dataset(fast: bool | None = None) -> Path:
+    """Writes the synthetic bottle once (fast or full size) and returns its dataset root.
+
+    A `.complete` marker is written last, so an interrupted generation is redone.
+    """
+    from cae_keras.synth import write_dataset
+
+    config = FAST_SYNTH if (fast_mode() if fast is None else fast) else FULL_SYNTH
+    root = cache_dir() / "data" / f"synthetic_{_digest(config.__dict__)}"
+    if not (root / ".complete").is_file():
+        write_dataset(root, "bottle", config)
+        (root / ".complete").write_text(json.dumps(config.__dict__) + "\n")
+    return root
+
+
+def training_config(model: str = "seed_cae", fast: bool | None = None, **overrides) -> TrainConfig:
+    """The notebooks' training config for the synthetic bottle (fast or the seed's full recipe)."""
+    fast = fast_mode() if fast is None else fast
+    values = dict(FAST_TRAINING if fast else FULL_TRAINING)
+    values.update(overrides)
+    return TrainConfig(data=str(ensure_dataset(fast)), category="bottle", model=model, **values)
+
+
+def load_or_train(config: TrainConfig, verbose: int | str = "auto") -> RunPaths:
+    """Trains `config` into a cached run folder named by the config's hash, or reuses it."""
+    from cae_keras.training import train
+
+    run = cache_dir() / "runs" / f"{config.model}_{_digest(config.to_dict())}"
+    return train(config, run, verbose=verbose)
+
+
+def _digest(values: dict) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
