@@ -17,11 +17,27 @@ $(INSTALLED): requirements.txt pyproject.toml
 demo: $(INSTALLED)
 	$(PY) -m cae_keras demo
 
+# Unit tests, then every notebook in fast mode under nbval, with a fresh cache each time.
 test: $(INSTALLED)
-	CAE_KERAS_FAST=1 $(PY) -m pytest tests
+	cache=$$(mktemp -d) && CAE_KERAS_FAST=1 CAE_KERAS_CACHE=$$cache $(PY) -m pytest tests notebooks \
+	  --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg; \
+	  status=$$?; rm -rf $$cache; exit $$status
 
 unit: $(INSTALLED)
-	$(PY) -m pytest tests -m "not notebooks"
+	$(PY) -m pytest tests
+
+# Executes every notebook (full mode; FAST=1 for fast mode) into notebooks/outputs/, with HTML
+# copies, and prints each one's wall time.
+FAST ?=
+notebooks: $(INSTALLED)
+	mkdir -p notebooks/outputs
+	for nb in notebooks/[0-9][0-9]_*.ipynb; do \
+	  start=$$(date +%s); \
+	  CAE_KERAS_FAST=$(FAST) $(VENV)/bin/jupyter nbconvert --to notebook --execute \
+	    --ExecutePreprocessor.timeout=-1 --output-dir notebooks/outputs $$nb || exit 1; \
+	  $(VENV)/bin/jupyter nbconvert --to html --output-dir notebooks/outputs notebooks/outputs/$$(basename $$nb); \
+	  echo "$$nb: $$(( $$(date +%s) - start )) s (CAE_KERAS_FAST=$(FAST))"; \
+	done
 
 clean:
 	rm -rf runs data/synthetic .cache notebooks/outputs
