@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -68,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, type=Path)
     predict.add_argument("--save-maps", action="store_true", help="also write each map as <stem>_map.npy")
 
+    download = commands.add_parser("download", help="fetch MVTec AD (resumable, sha256-checked, safe extraction)")
+    download.add_argument("--root", required=True, type=Path, help="folder to download and extract into")
+    download.add_argument("--category", action="append", help="keep only this category (repeatable)")
+    download.add_argument("--url", help="another mirror of the same archive")
+    download.add_argument("--sha256", help="the expected sha256 when --url points at another archive")
+
     demo = commands.add_parser("demo", help="synthetic data, seed_cae and pixel_stats trained and compared")
     demo.add_argument("--data", type=Path, default=Path("data/synthetic"))
     demo.add_argument("--runs", type=Path, default=Path("runs/demo"))
@@ -124,6 +132,17 @@ def _predict(args) -> None:
     print(f"maps, overlays and predictions.csv in {args.out}")
 
 
+def _download(args) -> None:
+    from cae_keras.download import Archive, download
+
+    archive = Archive()
+    if args.url:
+        archive = Archive(url=args.url, sha256=args.sha256 or archive.sha256,
+                          size=None if args.sha256 else archive.size)
+    found = download(args.root, args.category, archive)
+    print(f"extracted into {args.root}: {', '.join(found)}")
+
+
 def _demo(args) -> None:
     from cae_keras.config import TrainConfig
     from cae_keras.evaluation import evaluate_run
@@ -157,10 +176,16 @@ def _demo(args) -> None:
           f"took {time.perf_counter() - started:.0f} s")
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point. Returns the exit code: 0 ok, 1 an OS error, 2 a usage or data error, 130 interrupted."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the output
     args = _parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # `kill` ends like Ctrl-C: one message, files intact
     try:
         if args.command == "models":
             from cae_keras.models import REGISTRY
@@ -168,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(REGISTRY))
         else:
             {"synth": _synth, "train": _train, "evaluate": _evaluate, "predict": _predict,
-             "demo": _demo}[args.command](args)
+             "download": _download, "demo": _demo}[args.command](args)
     except CaeKerasError as error:
         print(f"cae-keras: error: {error}", file=sys.stderr)
         return 2

@@ -132,6 +132,8 @@ def _read_test(folder: Path) -> list[TestImage]:
             raise DataError(f"{type_folder}: expected only defect-type folders inside test/")
         defect_type = type_folder.name
         images = list_images(type_folder)
+        if not images:
+            raise DataError(f"{type_folder}: empty test folder; remove it or add its images")
         mask_folder = folder / "ground_truth" / defect_type
         for path in images:
             mask = None
@@ -217,13 +219,21 @@ def resize(array: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
     return np.clip(resized, 0.0, 1.0) if not nearest and array.dtype.kind == "f" else resized
 
 
+MIN_SIDE = 16
+"""Images smaller than this on a side hold too little to inspect: refused rather than blown up."""
+
+
 def load_image(path: Path, size: int | None = None) -> np.ndarray:
     """Reads one image as `[size, size, 3] float32 in [0, 1]` (original size if size is None).
 
     Raises:
-        DataError: missing, empty, truncated or corrupt file, or an unsupported mode.
+        DataError: missing, empty, truncated or corrupt file, an unsupported mode, or an image
+            smaller than MIN_SIDE px on a side.
     """
-    array = to_rgb_array(_open(path), path)
+    image = _open(path)
+    if min(image.size) < MIN_SIDE:
+        raise DataError(f"{path}: image is only {image.width}x{image.height} px; need at least {MIN_SIDE} a side")
+    array = to_rgb_array(image, path)
     return array if size is None else resize(array, size)
 
 

@@ -28,3 +28,19 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def write_png(path: Path, image) -> None:
+    """Writes `[H, W, 3]` RGB or `[H, W]` gray in [0, 1] as an 8-bit PNG, atomically."""
+    import cv2
+    import numpy as np
+
+    array = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+    if array.ndim == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+
+    def write(tmp: Path) -> None:
+        if not cv2.imwrite(str(tmp), array):
+            raise OSError(f"{path}: could not write image")
+
+    write_atomic(path, write)

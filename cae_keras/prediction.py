@@ -11,7 +11,7 @@ import numpy as np
 
 from cae_keras import data, models, plots, scoring
 from cae_keras.errors import DataError
-from cae_keras.files import write_atomic, write_text_atomic
+from cae_keras.files import write_atomic, write_png, write_text_atomic
 from cae_keras.runs import open_run, read_calibration
 
 
@@ -50,18 +50,6 @@ def output_names(paths: list[Path]) -> list[str]:
     return [n if names.count(n) == 1 else f"{n}_{i}" for i, n in enumerate(names)]
 
 
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    import cv2
-
-    bgr = cv2.cvtColor(np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
-
-    def write(tmp: Path) -> None:
-        if not cv2.imwrite(str(tmp), bgr):
-            raise OSError(f"{path}: could not write image")
-
-    write_atomic(path, write)
-
-
 def predict(run_dir: Path, inputs: list[Path], out_dir: Path, save_maps: bool = False,
             batch_size: int | None = None, progress: bool = True) -> list[Prediction]:
     """Scores images with a run's model; writes maps, overlays and `predictions.csv` to `out_dir`.
@@ -89,8 +77,8 @@ def predict(run_dir: Path, inputs: list[Path], out_dir: Path, save_maps: bool = 
             for j, path in enumerate(chunk):
                 name = names[start + j]
                 anomaly_map = inference.maps[j]
-                _write_png(out_dir / f"{name}_map.png", plots.colorize(anomaly_map, 2 * threshold))
-                _write_png(out_dir / f"{name}_overlay.png", plots.overlay(pixels[j], anomaly_map, 2 * threshold))
+                write_png(out_dir / f"{name}_map.png", plots.colorize(anomaly_map, 2 * threshold))
+                write_png(out_dir / f"{name}_overlay.png", plots.overlay(pixels[j], anomaly_map, 2 * threshold))
                 if save_maps:
                     write_atomic(out_dir / f"{name}_map.npy",
                                  lambda tmp, m=anomaly_map: np.save(tmp, m.astype(np.float32)))

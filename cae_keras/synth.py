@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from cae_keras.errors import ConfigError
+from cae_keras.files import write_png
 
 DEFECT_TYPES = ("broken_large", "broken_small", "contamination")
 _SPLIT_CODES = {"train": 0, "test_good": 1, "broken_large": 2, "broken_small": 3, "contamination": 4}
@@ -173,14 +174,6 @@ def make_sample(
     return image, mask
 
 
-def _write_png(path: Path, image: np.ndarray) -> None:
-    array = np.round(image * 255).astype(np.uint8)
-    if array.ndim == 3:
-        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
-    if not cv2.imwrite(str(path), array):
-        raise OSError(f"{path}: could not write image")
-
-
 def write_dataset(root: Path, category: str = "bottle", config: SynthConfig = SynthConfig(),
                   progress: bool = True) -> Path:
     """Writes the synthetic category in the MVTec AD layout under `root/category`; returns that folder.
@@ -200,9 +193,9 @@ def write_dataset(root: Path, category: str = "bottle", config: SynthConfig = Sy
         else:
             target = folder / "test" / ("good" if split == "test_good" else split)
         target.mkdir(parents=True, exist_ok=True)
-        _write_png(target / f"{index:03d}.png", image)
+        write_png(target / f"{index:03d}.png", image)
         if mask is not None:
             mask_folder = folder / "ground_truth" / split
             mask_folder.mkdir(parents=True, exist_ok=True)
-            _write_png(mask_folder / f"{index:03d}_mask.png", mask.astype(np.float32))
+            write_png(mask_folder / f"{index:03d}_mask.png", mask.astype(np.float32))
     return folder

@@ -44,10 +44,12 @@ def _epoch_checkpoint_callback(paths: RunPaths, history: list[dict]):
                     f"{last} in {paths.checkpoints}; try a lower learning rate."
                 )
             done = epoch + 1
-            write_atomic(paths.checkpoint(done), lambda tmp: self.model.save(tmp))
+            # History first, then the checkpoint: a kill in between leaves history one epoch
+            # ahead, and resuming trims it back to the checkpoint and redoes that epoch.
             history.append({"epoch": done, "loss": float(loss), "val_loss": logs.get("val_loss"),
                             "seconds": time.perf_counter() - self.started})
             write_history(paths.history, history)
+            write_atomic(paths.checkpoint(done), lambda tmp: self.model.save(tmp))
             for old in paths.checkpoints.glob("epoch_*.keras"):
                 if old != paths.checkpoint(done):
                     old.unlink(missing_ok=True)
@@ -130,6 +132,8 @@ def _fit(config, paths, spec, train_images, val_images, verbose):
     history = read_history(paths.history)
     resume = paths.last_checkpoint()
     keras.utils.set_random_seed(config.seed + (resume[0] if resume else 0))
+    for leftover in paths.checkpoints.glob(".*.tmp*"):  # a write cut short by a kill
+        leftover.unlink()
     if resume:
         initial_epoch, checkpoint = resume
         history = [row for row in history if row["epoch"] <= initial_epoch]

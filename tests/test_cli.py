@@ -88,3 +88,13 @@ def test_console_entry_point_in_a_subprocess():
     result = subprocess.run([sys.executable, "-m", "cae_keras", "train", "--epochs", "-3"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_unwritable_output_is_one_line_and_exit_code_1(trained, tmp_path, capsys):
+    root, runs = trained
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    code = main(["predict", "--run", str(runs["pixel_stats"]), str(root / "bottle" / "test" / "good"),
+                 "--out", str(blocker / "out")])
+    error = capsys.readouterr().err
+    assert code == 1 and "a_file" in error and "Traceback" not in error

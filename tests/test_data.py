@@ -31,18 +31,18 @@ def test_every_mode_becomes_rgb_float_in_unit_range(tmp_path, mode):
 
 
 def test_sixteen_bit_is_scaled_by_its_full_range(tmp_path):
-    values = np.array([[0, 32768, 65535]], dtype=np.uint16)
+    values = np.tile(np.array([0, 32768, 65535], dtype=np.uint16), (16, 6))
     Image.fromarray(values).save(tmp_path / "a.png")
     array = data.load_image(tmp_path / "a.png")
-    assert np.allclose(array[0, :, 0], [0.0, 32768 / 65535, 1.0], atol=1e-6)
+    assert np.allclose(array[0, :3, 0], [0.0, 32768 / 65535, 1.0], atol=1e-6)
 
 
 def test_rgba_drops_alpha_and_gray_repeats(tmp_path):
-    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba = np.zeros((16, 16, 4), np.uint8)
     rgba[..., 0], rgba[..., 3] = 200, 0
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
     assert np.allclose(data.load_image(tmp_path / "a.png")[..., 0], 200 / 255)
-    Image.fromarray(np.full((4, 4), 100, np.uint8), "L").save(tmp_path / "g.png")
+    Image.fromarray(np.full((16, 16), 100, np.uint8), "L").save(tmp_path / "g.png")
     gray = data.load_image(tmp_path / "g.png")
     assert np.allclose(gray[..., 0], gray[..., 2])
 
@@ -163,3 +163,24 @@ def test_validation_split_is_seeded_disjoint_and_complete():
     assert data.split_validation(paths, 0.1, seed=4)[1] != val
     with pytest.raises(DataError):
         data.split_validation(paths[:1], 0.1, seed=0)
+
+
+def test_tiny_images_are_refused(tmp_path):
+    Image.fromarray(np.zeros((8, 40, 3), np.uint8)).save(tmp_path / "thin.png")
+    with pytest.raises(DataError, match="thin.png: image is only 40x8 px"):
+        data.load_image(tmp_path / "thin.png")
+
+
+def test_mixed_sizes_and_modes_in_one_folder_all_load(tmp_path):
+    Image.fromarray(_rgb(40, 60)).save(tmp_path / "a.png")
+    Image.fromarray(_rgb(30, 30)).convert("L").save(tmp_path / "b.jpg")
+    Image.fromarray(_rgb(50, 20)).convert("P").save(tmp_path / "c.png")
+    images = data.load_images(data.list_images(tmp_path), 24)
+    assert images.shape == (3, 24, 24, 3)
+
+
+def test_empty_test_folder_is_an_error(copy):
+    empty = copy / "bottle" / "test" / "scratch"
+    empty.mkdir()
+    with pytest.raises(DataError, match="empty test folder"):
+        data.read_category(copy, "bottle")
