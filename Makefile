@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test unit notebooks clean
+.PHONY: demo test unit notebooks bench clean
 
 $(INSTALLED): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ notebooks: $(INSTALLED)
 	  $(VENV)/bin/jupyter nbconvert --to html --output-dir notebooks/outputs notebooks/outputs/$$(basename $$nb); \
 	  echo "$$nb: $$(( $$(date +%s) - start )) s (CAE_KERAS_FAST=$(FAST))"; \
 	done
+
+# Speed and memory of seed_cae and conv_cae at 256 px, as JSON under docs/bench/.
+bench: $(INSTALLED)
+	mkdir -p docs/bench
+	for model in seed_cae conv_cae; do $(PY) -m cae_keras bench --model $$model --out docs/bench/$$model.json; done
 
 clean:
 	rm -rf runs data/synthetic .cache notebooks/outputs

@@ -76,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     download.add_argument("--url", help="another mirror of the same archive")
     download.add_argument("--sha256", help="the expected sha256 when --url points at another archive")
 
+    bench = commands.add_parser("bench", help="measure training and inference speed and memory of a model")
+    bench.add_argument("--model", default="seed_cae", choices=sorted(REGISTRY))
+    bench.add_argument("--image-size", type=_positive_int, default=256)
+    bench.add_argument("--images", type=_positive_int, default=128, help="synthetic images per epoch")
+    bench.add_argument("--out", type=Path, help="write the figures as JSON here")
+
     demo = commands.add_parser("demo", help="synthetic data, seed_cae and pixel_stats trained and compared")
     demo.add_argument("--data", type=Path, default=Path("data/synthetic"))
     demo.add_argument("--runs", type=Path, default=Path("runs/demo"))
@@ -143,6 +149,19 @@ def _download(args) -> None:
     print(f"extracted into {args.root}: {', '.join(found)}")
 
 
+def _bench(args) -> None:
+    import json
+
+    from cae_keras.bench import run_benchmark
+    from cae_keras.files import write_text_atomic
+
+    result = run_benchmark(args.model, args.image_size, n_images=args.images)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        write_text_atomic(args.out, text + "\n")
+
+
 def _demo(args) -> None:
     from cae_keras.config import TrainConfig
     from cae_keras.evaluation import evaluate_run
@@ -193,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(REGISTRY))
         else:
             {"synth": _synth, "train": _train, "evaluate": _evaluate, "predict": _predict,
-             "download": _download, "demo": _demo}[args.command](args)
+             "download": _download, "bench": _bench, "demo": _demo}[args.command](args)
     except CaeKerasError as error:
         print(f"cae-keras: error: {error}", file=sys.stderr)
         return 2

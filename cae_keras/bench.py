@@ -1,0 +1,131 @@
+"""Speed and memory of a model on this machine, measured, never asserted.
+
+Figures (medians over repeated timings of one run):
+- training images/s through the real input pipeline (uint8 in memory, augmentation, batching)
+  and from tensors already in memory; their ratio is the pipeline's overhead;
+- inference images/s at batch 32 and latency p50 / p99 at batch 1;
+- FLOPs per image (counted from the layers) and the GFLOP/s achieved;
+- peak resident memory of the process, and the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+
+import numpy as np
+
+from cae_keras import models, preprocessing
+from cae_keras.synth import SynthConfig, make_sample
+
+
+def forward_flops(model) -> int:
+    """Multiply-adds x 2 of one image's forward pass: convolutions, transposed convolutions, dense layers."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+            kh, kw = layer.kernel_size
+            c_in = layer.input.shape[-1]
+            h, w, c_out = layer.output.shape[1:]
+            if isinstance(layer, keras.layers.Conv2DTranspose):  # every input pixel meets the whole kernel
+                h_in, w_in = layer.input.shape[1:3]
+                total += 2 * kh * kw * c_in * c_out * h_in * w_in
+            else:
+                total += 2 * kh * kw * c_in * c_out * h * w
+        elif isinstance(layer, keras.layers.Dense):
+            total += 2 * layer.input.shape[-1] * layer.units
+    return int(total)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    import tensorflow as tf
+
+    return {
+        "cpu": _cpu_name(), "logical_cpus": os.cpu_count(), "platform": platform.platform(),
+        "python": platform.python_version(), "tensorflow": tf.__version__,
+        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+    }
+
+
+def _median_epoch_seconds(model, dataset, epochs: int) -> float:
+    import keras
+
+    times: list[float] = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.started)
+
+    model.fit(dataset, epochs=epochs + 1, verbose=0, callbacks=[Timer()], shuffle=False)
+    return float(np.median(times[1:]))  # the first epoch traces the graph
+
+
+def run_benchmark(model_name: str = "seed_cae", image_size: int = 256, n_images: int = 128,
+                  batch_size: int = 32, epochs: int = 3, latency_runs: int = 50) -> dict:
+    """Measures one model. Uses synthetic bottles, so it needs no dataset on disk."""
+    import keras
+    import tensorflow as tf
+
+    spec = models.get_spec(model_name)
+    synth = SynthConfig(image_size=image_size)
+    images = np.stack([make_sample(synth, "train", i)[0] for i in range(n_images)])
+    model = models.build_model(model_name, image_size)
+    flops = forward_flops(model)
+    result = {"model": model_name, "image_size": image_size, "batch_size": batch_size, "n_images": n_images,
+              "parameters": int(model.count_params()), "forward_gflop_per_image": flops / 1e9}
+
+    if spec.trained_by == "gradient":
+        model.compile(optimizer=keras.optimizers.Adam(2e-4), loss="mse")
+        pipeline = preprocessing.make_dataset(images, batch_size, training=True, seed=0)
+        in_memory = tf.data.Dataset.from_tensor_slices((images, images)).batch(batch_size).cache()
+        pipeline_s = _median_epoch_seconds(model, pipeline, epochs)
+        memory_s = _median_epoch_seconds(model, in_memory, epochs)
+        result.update(
+            train_images_per_s_pipeline=n_images / pipeline_s,
+            train_images_per_s_in_memory=n_images / memory_s,
+            pipeline_overhead=pipeline_s / memory_s - 1.0,
+            # a training step costs about 3 forward passes (forward, and backward for inputs and weights)
+            train_gflop_per_s=3 * flops * n_images / memory_s / 1e9,
+        )
+
+    batch = images[:batch_size]
+    model.predict_on_batch(batch)
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        model.predict_on_batch(batch)
+        timings.append(time.perf_counter() - started)
+    infer_s = float(np.median(timings))
+    single = images[:1]
+    model.predict_on_batch(single)
+    latencies = []
+    for _ in range(latency_runs):
+        started = time.perf_counter()
+        model.predict_on_batch(single)
+        latencies.append(time.perf_counter() - started)
+    result.update(
+        inference_images_per_s_batch32=batch_size / infer_s,
+        inference_gflop_per_s=flops * batch_size / infer_s / 1e9,
+        latency_ms_p50_batch1=1e3 * float(np.percentile(latencies, 50)),
+        latency_ms_p99_batch1=1e3 * float(np.percentile(latencies, 99)),
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        machine=machine(),
+    )
+    return result
