@@ -58,7 +58,8 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, category: str | N
     paths, config = open_run(run_dir)
     spec = models.get_spec(config.model)
     model = models.load_model(paths.model)
-    threshold = float(read_calibration(paths)["threshold"])
+    calibration = read_calibration(paths)
+    threshold = float(calibration["threshold"])
     chosen = data.read_category(Path(data_root or config.data), category or config.category)
     test = data.load_test_set(chosen, config.image_size, progress=progress)
     inference = scoring.infer(model, spec.output, test.images, config.blur_sigma, config.batch_size)
@@ -67,7 +68,7 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, category: str | N
     figures.update(
         model=config.model, category=chosen.name, image_size=config.image_size,
         epochs=history[-1]["epoch"] if history else 0, train_seconds=train_seconds(history),
-        threshold=threshold, threshold_rule=read_calibration(paths)["rule"],
+        threshold=threshold, threshold_rule=calibration["rule"],
         n_test_good=int((test.labels == 0).sum()), n_test_defective=int(test.labels.sum()),
     )
     return Evaluation(metrics=_plain(figures), test=test, inference=inference, history=history)

@@ -1,8 +1,9 @@
 """The `tf.data` input pipeline: images decoded once, kept in memory, augmented per batch.
 
-Decoding and resizing happen once in `cae_keras.data.load_images` (which understands every
-image mode, unlike `tf.io.decode_png`); the arrays are stored as uint8 so 200 images at 256 px
-take 39 MB, and `cache()` keeps the converted tensors, so no epoch re-reads or re-decodes a file.
+Decoding and resizing happen once, in `cae_keras.data.load_images` (which understands every
+image mode, unlike `tf.io.decode_png`). The decoded images are the dataset's in-memory source,
+kept as uint8 (200 images at 256 px take 39 MB, a quarter of float32), so no epoch re-reads or
+re-decodes a file; each batch is converted to float32 in [0, 1] as it is drawn.
 """
 
 from __future__ import annotations
@@ -58,12 +59,11 @@ def make_dataset(
 
     if images.dtype != np.uint8:
         images = to_uint8(images)
-    dataset = tf.data.Dataset.from_tensor_slices(images).map(
-        lambda x: tf.cast(x, tf.float32) / 255.0, num_parallel_calls=tf.data.AUTOTUNE
-    ).cache()
+    dataset = tf.data.Dataset.from_tensor_slices(images)
     if training:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
+    dataset = dataset.batch(batch_size).map(lambda x: tf.cast(x, tf.float32) / 255.0,
+                                            num_parallel_calls=tf.data.AUTOTUNE)
     if training:
         augment = augmenter(rotation_degrees, brightness_delta, horizontal_flip, seed)
         if augment.layers:

@@ -107,9 +107,9 @@ def train(config: TrainConfig, run_dir: Path, verbose: int | str = "auto") -> Ru
 
     category = data.read_category(Path(config.data), config.category, require_test=False)
     train_paths, val_paths = data.split_validation(category.train, config.val_fraction, config.seed)
-    show = "auto" if verbose else None
-    train_images = preprocessing.to_uint8(data.load_images(train_paths, config.image_size, show and "train images"))
-    val_images = data.load_images(val_paths, config.image_size, show and "validation images")
+    train_images = preprocessing.to_uint8(
+        data.load_images(train_paths, config.image_size, "train images" if verbose else None))
+    val_images = data.load_images(val_paths, config.image_size, "validation images" if verbose else None)
 
     if spec.trained_by == "statistics":
         model = models.build_model(config.model, config.image_size)
@@ -119,14 +119,15 @@ def train(config: TrainConfig, run_dir: Path, verbose: int | str = "auto") -> Ru
         write_history(paths.history, [{"epoch": 1, "loss": None, "val_loss": None,
                                        "seconds": time.perf_counter() - started}])
     else:
-        model = _fit(config, paths, spec, train_images, val_images, verbose)
+        model = _fit(config, paths, train_images, val_images, verbose)
 
     write_atomic(paths.model, lambda tmp: _without_optimizer(model, config).save(tmp))
     _calibrate(model, spec, config, val_images, val_paths, paths)
     return paths
 
 
-def _fit(config, paths, spec, train_images, val_images, verbose):
+def _fit(config: TrainConfig, paths: RunPaths, train_images: np.ndarray, val_images: np.ndarray, verbose):
+    """model.fit from the last checkpoint (or a new model), one checkpoint per epoch."""
     import keras
 
     history = read_history(paths.history)
