@@ -30,6 +30,7 @@ def _positive_int(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     from cae_keras import __version__
+    from cae_keras.config import JIT_CHOICES, PRECISIONS
     from cae_keras.models import REGISTRY
 
     parser = argparse.ArgumentParser(prog="cae-keras", description=__doc__.splitlines()[0])
@@ -58,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float, default=2e-4)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    train.add_argument("--precision", default="float32", choices=PRECISIONS,
+                       help="mixed_bfloat16 on CPUs with bf16 support, mixed_float16 on GPUs")
+    train.add_argument("--jit", default="auto", choices=JIT_CHOICES, help="XLA compilation of the training step")
 
     evaluate = commands.add_parser("evaluate", help="write metrics.json, report.md and figures for a run")
     evaluate.add_argument("--run", required=True, type=Path)
@@ -96,7 +100,7 @@ def _train_config(args: argparse.Namespace):
     return TrainConfig(
         data=str(args.data), category=args.category, model=args.model, image_size=args.image_size,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
-        augment=not args.no_augment,
+        augment=not args.no_augment, precision=args.precision, jit_compile=args.jit,
     )
 
 

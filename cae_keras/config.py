@@ -16,6 +16,12 @@ CONFIG_VERSION = 1
 """Bumped whenever a field's meaning changes; a run folder with another version is refused."""
 
 
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+"""Keras dtype policies: bfloat16 pays on CPUs with AVX-512 BF16 / AMX, float16 on GPUs."""
+JIT_CHOICES = ("auto", "on", "off")
+"""XLA compilation of the training step; 'auto' is Keras' choice (off on CPU-only machines)."""
+
+
 def default_blur_sigma(image_size: int) -> float:
     """The evaluation protocol's Gaussian blur: sigma 4 px at 256x256, scaled with the image size."""
     return 4.0 * image_size / 256.0
@@ -44,6 +50,8 @@ class TrainConfig:
     horizontal_flip: bool = True
     blur_sigma: float | None = None
     threshold_quantile: float = 0.99
+    precision: str = "float32"
+    jit_compile: str = "auto"
     config_version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -65,6 +73,8 @@ class TrainConfig:
              f"blur_sigma must be >= 0, got {self.blur_sigma}"),
             (self.rotation_degrees >= 0, f"rotation_degrees must be >= 0, got {self.rotation_degrees}"),
             (self.brightness_delta >= 0, f"brightness_delta must be >= 0, got {self.brightness_delta}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
+            (self.jit_compile in JIT_CHOICES, f"jit_compile must be one of {JIT_CHOICES}, got {self.jit_compile!r}"),
         ]
         for ok, message in checks:
             if not ok:

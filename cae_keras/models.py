@@ -7,6 +7,7 @@ Two kinds of output:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -56,7 +57,7 @@ def build_seed_cae(image_size: int, latent_dim: int = 64, filters: tuple[int, ..
     for i, n in enumerate(reversed(filters[:-1])):
         x = layers.Conv2DTranspose(n, 3, strides=2, padding="same", activation="relu", name=f"decoder_deconv{i + 1}")(x)
     outputs = layers.Conv2DTranspose(
-        3, 3, strides=2, padding="same", activation="sigmoid", name="reconstruction"
+        3, 3, strides=2, padding="same", activation="sigmoid", name="reconstruction", dtype="float32"
     )(x)
     return keras.Model(inputs, outputs, name="seed_cae")
 
@@ -78,7 +79,7 @@ def build_conv_cae(image_size: int, filters: tuple[int, ...] = (32, 64, 128)):
     for i, n in enumerate(reversed(filters[:-1])):
         x = layers.Conv2DTranspose(n, 3, strides=2, padding="same", activation="relu", name=f"decoder_deconv{i + 1}")(x)
     outputs = layers.Conv2DTranspose(
-        3, 3, strides=2, padding="same", activation="sigmoid", name="reconstruction"
+        3, 3, strides=2, padding="same", activation="sigmoid", name="reconstruction", dtype="float32"
     )(x)
     return keras.Model(inputs, outputs, name="conv_cae")
 
@@ -178,10 +179,32 @@ def check_image_size(name: str, image_size: int) -> None:
     _check_size(image_size, get_spec(name).stride, name)
 
 
-def build_model(name: str, image_size: int):
-    """Builds a registered model for square inputs of `image_size`, checking the size fits it."""
+@contextlib.contextmanager
+def dtype_policy(precision: str):
+    """Builds layers under a Keras dtype policy ('float32', 'mixed_bfloat16', 'mixed_float16'),
+    then restores the previous global policy, so nothing else is affected."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def build_model(name: str, image_size: int, precision: str = "float32"):
+    """Builds a registered model for square inputs of `image_size`, checking the size fits it.
+
+    Under a mixed precision the layers compute in 16 bit, except the output layer, which stays
+    float32 so that the loss and the anomaly maps keep their precision.
+    """
     check_image_size(name, image_size)
-    return get_spec(name).build(image_size)
+    spec = get_spec(name)
+    if spec.trained_by == "statistics":
+        precision = "float32"  # means and stds in 16 bit would lose the small deviations that matter
+    with dtype_policy(precision):
+        return spec.build(image_size)
 
 
 def load_model(path) -> "keras.Model":  # noqa: F821

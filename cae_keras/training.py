@@ -143,8 +143,9 @@ def _fit(config: TrainConfig, paths: RunPaths, train_images: np.ndarray, val_ima
             print(f"resuming {paths.root} from epoch {initial_epoch} ({checkpoint.name})")
     else:
         initial_epoch, history = 0, []
-        model = models.build_model(config.model, config.image_size)
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
+        model = models.build_model(config.model, config.image_size, config.precision)
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse",
+                      jit_compile={"auto": "auto", "on": True, "off": False}[config.jit_compile])
     augment = config.augment
     train_data = preprocessing.make_dataset(
         train_images, config.batch_size, training=True, seed=config.seed,
@@ -161,7 +162,7 @@ def _fit(config: TrainConfig, paths: RunPaths, train_images: np.ndarray, val_ima
 
 def _without_optimizer(model, config: TrainConfig):
     """A copy of the model without optimizer state: the final `.keras` file a third of the size."""
-    clean = models.build_model(config.model, config.image_size)
+    clean = models.build_model(config.model, config.image_size, config.precision)
     clean.set_weights(model.get_weights())
     return clean
 

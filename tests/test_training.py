@@ -77,3 +77,18 @@ def test_threshold_never_depends_on_test_labels(tiny_dataset, tmp_path):
     b = train(_config(without_test, model="pixel_stats"), tmp_path / "b", verbose=0)
     threshold = json.loads(a.calibration.read_text())["threshold"]
     assert threshold == json.loads(b.calibration.read_text())["threshold"]
+
+
+@pytest.mark.parametrize("precision,jit", [("mixed_bfloat16", "off"), ("float32", "on")])
+def test_mixed_precision_and_xla_train_and_save_float32_outputs(tiny_dataset, tmp_path, precision, jit):
+    from cae_keras import models
+
+    paths = train(_config(tiny_dataset, precision=precision, jit_compile=jit), tmp_path / "run", verbose=0)
+    model = models.load_model(paths.model)
+    assert model.output.dtype == "float32"
+    assert json.loads(paths.calibration.read_text())["threshold"] > 0
+
+
+def test_bad_precision_is_refused(tiny_dataset):
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        _config(tiny_dataset, precision="int4")
