@@ -31,6 +31,7 @@ def _positive_int(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     from cae_keras import __version__
     from cae_keras.config import JIT_CHOICES, PRECISIONS
+    from cae_keras.export import FORMATS
     from cae_keras.models import REGISTRY
 
     parser = argparse.ArgumentParser(prog="cae-keras", description=__doc__.splitlines()[0])
@@ -69,10 +70,18 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--category", help="another category (default: the one trained on)")
 
     predict = commands.add_parser("predict", help="score images: score, decision, map and overlay each")
-    predict.add_argument("--run", required=True, type=Path)
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", type=Path, help="a run folder")
+    source.add_argument("--model", type=Path, help="a model written by `cae-keras export`")
     predict.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="images or folders of images")
     predict.add_argument("--out", required=True, type=Path)
     predict.add_argument("--save-maps", action="store_true", help="also write each map as <stem>_map.npy")
+    predict.add_argument("--batch-size", type=_positive_int, default=32, help="images read and scored at a time")
+
+    export = commands.add_parser("export", help="export a run: uint8 images in, map, score and decision out")
+    export.add_argument("--run", required=True, type=Path)
+    export.add_argument("--format", required=True, choices=FORMATS)
+    export.add_argument("--out", required=True, type=Path)
 
     download = commands.add_parser("download", help="fetch MVTec AD (resumable, sha256-checked, safe extraction)")
     download.add_argument("--root", required=True, type=Path, help="folder to download and extract into")
@@ -133,13 +142,19 @@ def _evaluate(args) -> dict:
 
 
 def _predict(args) -> None:
-    from cae_keras.prediction import predict, summary_table
-    from cae_keras.runs import open_run, read_calibration
+    from cae_keras.prediction import exported_scorer, predict, run_scorer, summary_table
 
-    results = predict(args.run, args.paths, args.out, save_maps=args.save_maps)
-    threshold = float(read_calibration(open_run(args.run)[0])["threshold"])
-    print(summary_table(results, threshold))
+    scorer = run_scorer(args.run) if args.run else exported_scorer(args.model)
+    results = predict(scorer, args.paths, args.out, save_maps=args.save_maps, batch_size=args.batch_size)
+    print(summary_table(results, scorer.threshold))
     print(f"maps, overlays and predictions.csv in {args.out}")
+
+
+def _export(args) -> None:
+    from cae_keras.export import export_run
+
+    path = export_run(args.run, args.format, args.out)
+    print(f"exported {args.format}: {path} (how to call it: {path}.json)")
 
 
 def _download(args) -> None:
@@ -216,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(REGISTRY))
         else:
             {"synth": _synth, "train": _train, "evaluate": _evaluate, "predict": _predict,
-             "download": _download, "bench": _bench, "demo": _demo}[args.command](args)
+             "download": _download, "bench": _bench, "export": _export, "demo": _demo}[args.command](args)
     except CaeKerasError as error:
         print(f"cae-keras: error: {error}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import io
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -50,40 +51,70 @@ def output_names(paths: list[Path]) -> list[str]:
     return [n if names.count(n) == 1 else f"{n}_{i}" for i, n in enumerate(names)]
 
 
-def predict(run_dir: Path, inputs: list[Path], out_dir: Path, save_maps: bool = False,
-            batch_size: int | None = None, progress: bool = True) -> list[Prediction]:
-    """Scores images with a run's model; writes maps, overlays and `predictions.csv` to `out_dir`.
+@dataclasses.dataclass
+class Scorer:
+    """What predict needs from a model: its input size, its threshold, and maps + scores for images."""
 
-    A map is shown on a fixed scale: black at 0, brightest at twice the threshold, so maps of
-    different images compare. Images are read and scored in batches, so memory stays flat.
-    """
-    from tqdm.auto import tqdm
+    image_size: int
+    threshold: float
+    score: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # [N, S, S, 3] in [0, 1] -> maps, scores
 
+
+def run_scorer(run_dir: Path) -> Scorer:
+    """Scores with a run folder's Keras model."""
     paths, config = open_run(run_dir)
     spec = models.get_spec(config.model)
     model = models.load_model(paths.model)
-    threshold = float(read_calibration(paths)["threshold"])
+
+    def score(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        inference = scoring.infer(model, spec.output, pixels, config.blur_sigma, config.batch_size)
+        return inference.maps, inference.scores
+
+    return Scorer(config.image_size, float(read_calibration(paths)["threshold"]), score)
+
+
+def exported_scorer(path: Path) -> Scorer:
+    """Scores with an exported model (`cae-keras export`): images go in as uint8, as on the line."""
+    from cae_keras.export import ExportedDetector
+
+    detector = ExportedDetector(path)
+
+    def score(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        result = detector(np.round(pixels * 255).astype(np.uint8))
+        return result["anomaly_map"], result["score"]
+
+    return Scorer(detector.image_size, detector.threshold, score)
+
+
+def predict(scorer: Scorer, inputs: list[Path], out_dir: Path, save_maps: bool = False, batch_size: int = 32,
+            progress: bool = True) -> list[Prediction]:
+    """Scores images; writes maps, overlays and `predictions.csv` to `out_dir`.
+
+    A map is shown on a fixed scale: black at 0, brightest at twice the threshold, so maps of
+    different images compare. Images are read and scored `batch_size` at a time, so memory stays
+    flat however many there are.
+    """
+    from tqdm.auto import tqdm
+
     images = expand_inputs(inputs)
     names = output_names(images)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    batch = batch_size or config.batch_size
+    threshold = scorer.threshold
     results: list[Prediction] = []
     with tqdm(total=len(images), desc="predicting", disable=not progress, leave=False) as bar:
-        for start in range(0, len(images), batch):
-            chunk = images[start:start + batch]
-            pixels = data.load_images(chunk, config.image_size)
-            inference = scoring.infer(model, spec.output, pixels, config.blur_sigma, batch)
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            pixels = data.load_images(chunk, scorer.image_size)
+            maps, scores = scorer.score(pixels)
             for j, path in enumerate(chunk):
                 name = names[start + j]
-                anomaly_map = inference.maps[j]
-                write_png(out_dir / f"{name}_map.png", plots.colorize(anomaly_map, 2 * threshold))
-                write_png(out_dir / f"{name}_overlay.png", plots.overlay(pixels[j], anomaly_map, 2 * threshold))
+                write_png(out_dir / f"{name}_map.png", plots.colorize(maps[j], 2 * threshold))
+                write_png(out_dir / f"{name}_overlay.png", plots.overlay(pixels[j], maps[j], 2 * threshold))
                 if save_maps:
                     write_atomic(out_dir / f"{name}_map.npy",
-                                 lambda tmp, m=anomaly_map: np.save(tmp, m.astype(np.float32)))
-                score = float(inference.scores[j])
-                results.append(Prediction(path, name, score, score > threshold))
+                                 lambda tmp, m=maps[j]: np.save(tmp, m.astype(np.float32)))
+                results.append(Prediction(path, name, float(scores[j]), bool(scores[j] > threshold)))
             bar.update(len(chunk))
     _write_csv(out_dir / "predictions.csv", results, threshold)
     return results
