@@ -31,6 +31,7 @@ def _positive_int(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     from cae_keras import __version__
     from cae_keras.config import JIT_CHOICES, PRECISIONS
+    from cae_keras.distribution import STRATEGIES
     from cae_keras.export import FORMATS
     from cae_keras.models import REGISTRY
 
@@ -51,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model into a run folder (rerun to resume)")
     train.add_argument("--data", required=True, type=Path, help="dataset root (MVTec AD layout)")
-    train.add_argument("--category", required=True)
+    train.add_argument("--category", help="category folder under --data (or use --all-categories)")
     train.add_argument("--model", default="seed_cae", choices=sorted(REGISTRY))
     train.add_argument("--run", required=True, type=Path, help="run folder")
     train.add_argument("--epochs", type=_positive_int, default=200)
@@ -63,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--precision", default="float32", choices=PRECISIONS,
                        help="mixed_bfloat16 on CPUs with bf16 support, mixed_float16 on GPUs")
     train.add_argument("--jit", default="auto", choices=JIT_CHOICES, help="XLA compilation of the training step")
+    train.add_argument("--strategy", default="none", choices=STRATEGIES,
+                       help="tf.distribute: mirrored over this machine's GPUs (or CPU devices), or multi-worker")
+    train.add_argument("--cpu-devices", type=_positive_int, help="split the CPU into N logical devices (for mirrored)")
+    train.add_argument("--all-categories", action="store_true",
+                       help="train every category under --data, each into RUN/<category> (--category is then ignored)")
 
     evaluate = commands.add_parser("evaluate", help="write metrics.json, report.md and figures for a run")
     evaluate.add_argument("--run", required=True, type=Path)
@@ -123,10 +129,28 @@ def _synth(args) -> None:
 
 
 def _train(args) -> None:
+    from cae_keras.data import list_categories
+    from cae_keras.distribution import split_cpu
+    from cae_keras.errors import ConfigError
     from cae_keras.training import train
 
-    train(_train_config(args), args.run, verbose=2)
-    print(f"trained: {args.run}")
+    if args.cpu_devices:
+        split_cpu(args.cpu_devices)
+    if args.all_categories:
+        categories = list_categories(args.data)
+        if not categories:
+            raise ConfigError(f"{args.data}: no category folders (with train/good) found")
+        runs = {name: args.run / name for name in categories}
+    elif args.category:
+        runs = {args.category: args.run}
+    else:
+        raise ConfigError("give --category NAME or --all-categories")
+    for number, (category, run) in enumerate(runs.items(), 1):
+        if len(runs) > 1:
+            print(f"[{number}/{len(runs)}] {category}")
+        args.category = category
+        train(_train_config(args), run, verbose=2, strategy=args.strategy)
+        print(f"trained: {run}")
 
 
 def _evaluate(args) -> dict:

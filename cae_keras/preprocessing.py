@@ -44,6 +44,7 @@ def make_dataset(
     brightness_delta: float = 0.1,
     horizontal_flip: bool = True,
     targets: bool = True,
+    drop_remainder: bool = False,
 ):
     """Builds the pipeline over in-memory images.
 
@@ -51,6 +52,7 @@ def make_dataset(
         images: `[N, H, W, 3]` uint8, or float32 in [0, 1].
         training: shuffle every epoch and augment; otherwise keep order, no augmentation.
         targets: yield (x, x) pairs for autoencoder training instead of x alone.
+        drop_remainder: drop a last, smaller batch (several replicas need equal shares).
 
     Returns:
         a `tf.data.Dataset` of `[B, H, W, 3] float32 in [0, 1]` batches (pairs if `targets`).
@@ -62,7 +64,7 @@ def make_dataset(
     dataset = tf.data.Dataset.from_tensor_slices(images)
     if training:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size).map(lambda x: tf.cast(x, tf.float32) / 255.0,
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).map(lambda x: tf.cast(x, tf.float32) / 255.0,
                                             num_parallel_calls=tf.data.AUTOTUNE)
     if training:
         augment = augmenter(rotation_degrees, brightness_delta, horizontal_flip, seed)

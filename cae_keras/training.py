@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cae_keras import data, models, preprocessing, scoring, thresholds
+from cae_keras import data, distribution, models, preprocessing, scoring, thresholds
 from cae_keras.config import TrainConfig, load_config, save_config
 from cae_keras.errors import CaeKerasError, ConfigError
 from cae_keras.files import write_atomic, write_text_atomic
@@ -80,11 +80,13 @@ def is_complete(paths: RunPaths, config: TrainConfig) -> bool:
     return bool(history) and history[-1]["epoch"] >= config.epochs
 
 
-def train(config: TrainConfig, run_dir: Path, verbose: int | str = "auto") -> RunPaths:
+def train(config: TrainConfig, run_dir: Path, verbose: int | str = "auto", strategy: str = "none") -> RunPaths:
     """Trains `config.model` on the normals of `config.category` into `run_dir`; resumes if it can.
 
     Args:
         verbose: Keras verbosity: 'auto' or 1 for a progress bar, 2 for one line per epoch, 0 silent.
+        strategy: 'none', 'mirrored' or 'multi-worker' (see `cae_keras.distribution`); a run
+            started with one strategy can resume with another.
 
     Returns:
         the run folder's paths.
@@ -119,14 +121,15 @@ def train(config: TrainConfig, run_dir: Path, verbose: int | str = "auto") -> Ru
         write_history(paths.history, [{"epoch": 1, "loss": None, "val_loss": None,
                                        "seconds": time.perf_counter() - started}])
     else:
-        model = _fit(config, paths, train_images, val_images, verbose)
+        model = _fit(config, paths, train_images, val_images, verbose, strategy)
 
     write_atomic(paths.model, lambda tmp: _without_optimizer(model, config).save(tmp))
     _calibrate(model, spec, config, val_images, val_paths, paths)
     return paths
 
 
-def _fit(config: TrainConfig, paths: RunPaths, train_images: np.ndarray, val_images: np.ndarray, verbose):
+def _fit(config: TrainConfig, paths: RunPaths, train_images: np.ndarray, val_images: np.ndarray, verbose,
+         strategy: str = "none"):
     """model.fit from the last checkpoint (or a new model), one checkpoint per epoch."""
     import keras
 
@@ -135,23 +138,32 @@ def _fit(config: TrainConfig, paths: RunPaths, train_images: np.ndarray, val_ima
     keras.utils.set_random_seed(config.seed + (resume[0] if resume else 0))
     for leftover in paths.checkpoints.glob(".*.tmp*"):  # a write cut short by a kill
         leftover.unlink()
-    if resume:
-        initial_epoch, checkpoint = resume
-        history = [row for row in history if row["epoch"] <= initial_epoch]
-        model = models.load_model(checkpoint)
-        if verbose:
-            print(f"resuming {paths.root} from epoch {initial_epoch} ({checkpoint.name})")
-    else:
-        initial_epoch, history = 0, []
-        model = models.build_model(config.model, config.image_size, config.precision)
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse",
-                      jit_compile={"auto": "auto", "on": True, "off": False}[config.jit_compile])
+    scope = distribution.make_strategy(strategy)
+    replicas = scope.num_replicas_in_sync
+    if replicas > 1:
+        if config.batch_size % replicas:
+            raise ConfigError(f"batch size {config.batch_size} must be a multiple of the {replicas} replicas")
+        # Every step must split evenly over the replicas: training drops a last smaller batch,
+        # validation repeats its first images up to a multiple of the replica count.
+        val_images = np.concatenate([val_images, val_images[: (-len(val_images)) % replicas]])
+    with scope.scope():  # variables must be made inside the strategy's scope
+        if resume:
+            initial_epoch, checkpoint = resume
+            history = [row for row in history if row["epoch"] <= initial_epoch]
+            model = models.load_model(checkpoint)
+            if verbose:
+                print(f"resuming {paths.root} from epoch {initial_epoch} ({checkpoint.name})")
+        else:
+            initial_epoch, history = 0, []
+            model = models.build_model(config.model, config.image_size, config.precision)
+            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse",
+                          jit_compile={"auto": "auto", "on": True, "off": False}[config.jit_compile])
     augment = config.augment
     train_data = preprocessing.make_dataset(
         train_images, config.batch_size, training=True, seed=config.seed,
         rotation_degrees=config.rotation_degrees if augment else 0.0,
         brightness_delta=config.brightness_delta if augment else 0.0,
-        horizontal_flip=config.horizontal_flip and augment)
+        horizontal_flip=config.horizontal_flip and augment, drop_remainder=replicas > 1)
     val_data = preprocessing.make_dataset(val_images, config.batch_size, training=False)
     if initial_epoch < config.epochs:
         model.fit(train_data, validation_data=val_data, epochs=config.epochs, initial_epoch=initial_epoch,
