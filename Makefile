@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test unit notebooks bench clean
+.PHONY: demo test unit notebooks bench gpu-check clean
 
 $(INSTALLED): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ notebooks: $(INSTALLED)
 bench: $(INSTALLED)
 	mkdir -p docs/bench
 	for model in seed_cae conv_cae; do $(PY) -m cae_keras bench --model $$model --out docs/bench/$$model.json; done
+
+# On a GPU machine: benchmark (float32, XLA, mixed float16) and the export parity check, as JSON.
+gpu-check: $(INSTALLED)
+	$(PY) -m cae_keras.gpu_check --out gpu_check.json
 
 clean:
 	rm -rf runs data/synthetic .cache notebooks/outputs

@@ -78,21 +78,29 @@ def _median_epoch_seconds(model, dataset, epochs: int) -> float:
 
 
 def run_benchmark(model_name: str = "seed_cae", image_size: int = 256, n_images: int = 128,
-                  batch_size: int = 32, epochs: int = 3, latency_runs: int = 50) -> dict:
-    """Measures one model. Uses synthetic bottles, so it needs no dataset on disk."""
+                  batch_size: int = 32, epochs: int = 3, latency_runs: int = 50, precision: str = "float32",
+                  jit_compile: str = "off") -> dict:
+    """Measures one model. Uses synthetic bottles, so it needs no dataset on disk.
+
+    Args:
+        precision: a Keras dtype policy ('float32', 'mixed_bfloat16', 'mixed_float16').
+        jit_compile: 'on' compiles the training and inference steps with XLA.
+    """
     import keras
     import tensorflow as tf
 
     spec = models.get_spec(model_name)
     synth = SynthConfig(image_size=image_size)
     images = np.stack([make_sample(synth, "train", i)[0] for i in range(n_images)])
-    model = models.build_model(model_name, image_size)
+    model = models.build_model(model_name, image_size, precision)
     flops = forward_flops(model)
+    jit = {"auto": "auto", "on": True, "off": False}[jit_compile]
     result = {"model": model_name, "image_size": image_size, "batch_size": batch_size, "n_images": n_images,
+              "precision": precision, "jit_compile": jit_compile,
               "parameters": int(model.count_params()), "forward_gflop_per_image": flops / 1e9}
 
     if spec.trained_by == "gradient":
-        model.compile(optimizer=keras.optimizers.Adam(2e-4), loss="mse")
+        model.compile(optimizer=keras.optimizers.Adam(2e-4), loss="mse", jit_compile=jit)
         pipeline = preprocessing.make_dataset(images, batch_size, training=True, seed=0)
         in_memory = tf.data.Dataset.from_tensor_slices((images, images)).batch(batch_size).cache()
         pipeline_s = _median_epoch_seconds(model, pipeline, epochs)
@@ -128,4 +136,44 @@ def run_benchmark(model_name: str = "seed_cae", image_size: int = 256, n_images:
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         machine=machine(),
     )
+    return result
+
+
+def exported_latency(run_dir, formats=("savedmodel", "tflite", "tflite-int8", "onnx"), images: int = 8,
+                     repeats: int = 30) -> dict:
+    """Exports a run in each format, then measures batch-1 latency and the largest map difference
+    from the Keras model on the same uint8 images (`images` of the run's training normals)."""
+    import tempfile
+    from pathlib import Path
+
+    from cae_keras import data, export, scoring
+    from cae_keras.runs import open_run
+
+    paths, config = open_run(run_dir)
+    category = data.read_category(Path(config.data), config.category, require_test=False)
+    pixels = np.round(data.load_images(category.train[:images], config.image_size) * 255).astype(np.uint8)
+    model = models.load_model(paths.model)
+    spec = models.get_spec(config.model)
+    reference = scoring.infer(model, spec.output, pixels / np.float32(255), config.blur_sigma)
+    keras_latency = []
+    for i in range(repeats):
+        started = time.perf_counter()
+        model.predict_on_batch(pixels[i % images][None] / np.float32(255))
+        keras_latency.append(time.perf_counter() - started)
+    result = {"keras": {"latency_ms_p50_batch1": 1e3 * float(np.median(keras_latency[1:]))}}
+    with tempfile.TemporaryDirectory() as scratch:
+        for fmt in formats:
+            detector = export.ExportedDetector(export.export_run(paths.root, fmt, Path(scratch) / f"model_{fmt}"))
+            outputs = detector(pixels)
+            latencies = []
+            for i in range(repeats):
+                started = time.perf_counter()
+                detector(pixels[i % images][None])
+                latencies.append(time.perf_counter() - started)
+            result[fmt] = {
+                "latency_ms_p50_batch1": 1e3 * float(np.median(latencies[1:])),
+                "latency_ms_p99_batch1": 1e3 * float(np.percentile(latencies[1:], 99)),
+                "max_map_difference": float(np.abs(outputs["anomaly_map"] - reference.maps).max()),
+                "max_score_difference": float(np.abs(outputs["score"] - reference.scores).max()),
+            }
     return result

@@ -99,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", default="seed_cae", choices=sorted(REGISTRY))
     bench.add_argument("--image-size", type=_positive_int, default=256)
     bench.add_argument("--images", type=_positive_int, default=128, help="synthetic images per epoch")
+    bench.add_argument("--precision", default="float32", choices=PRECISIONS)
+    bench.add_argument("--jit", default="off", choices=JIT_CHOICES)
+    bench.add_argument("--run", type=Path, help="also export this run in every format and time each")
     bench.add_argument("--out", type=Path, help="write the figures as JSON here")
 
     demo = commands.add_parser("demo", help="synthetic data, seed_cae and pixel_stats trained and compared")
@@ -195,10 +198,13 @@ def _download(args) -> None:
 def _bench(args) -> None:
     import json
 
-    from cae_keras.bench import run_benchmark
+    from cae_keras.bench import exported_latency, run_benchmark
     from cae_keras.files import write_text_atomic
 
-    result = run_benchmark(args.model, args.image_size, n_images=args.images)
+    result = run_benchmark(args.model, args.image_size, n_images=args.images, precision=args.precision,
+                           jit_compile=args.jit)
+    if args.run:
+        result["exported"] = exported_latency(args.run)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

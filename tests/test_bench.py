@@ -30,3 +30,14 @@ def test_report_holds_every_figure():
         assert key in result
     assert result["train_images_per_s_pipeline"] > 0 and result["latency_ms_p99_batch1"] >= result[
         "latency_ms_p50_batch1"]
+
+
+def test_exported_latency_reports_every_format(tiny_dataset, tmp_path):
+    from cae_keras.config import TrainConfig
+    from cae_keras.training import train
+
+    run = train(TrainConfig(data=str(tiny_dataset), category="bottle", image_size=32, epochs=1, batch_size=8),
+                tmp_path / "run", verbose=0)
+    result = bench.exported_latency(run.root, formats=("savedmodel", "tflite-int8"), images=4, repeats=3)
+    assert set(result) == {"keras", "savedmodel", "tflite-int8"}
+    assert result["savedmodel"]["max_map_difference"] < 1e-4
