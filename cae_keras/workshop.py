@@ -16,6 +16,9 @@ from cae_keras.config import TrainConfig
 from cae_keras.runs import RunPaths
 from cae_keras.synth import SynthConfig
 
+FIGURES = Path(__file__).resolve().parent.parent / "notebooks" / "figures"
+"""Key figures of full-mode runs, committed so that fast mode (and readers) can show them."""
+
 FAST_SYNTH = SynthConfig(image_size=64, n_train=48, n_test_good=8, n_per_defect=6)
 FULL_SYNTH = SynthConfig()
 FAST_TRAINING = {"image_size": 64, "epochs": 3, "batch_size": 16}
@@ -65,3 +68,17 @@ def load_or_train(config: TrainConfig, verbose: int | str = "auto") -> RunPaths:
 
 def _digest(values: dict) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def save_figure(figure, name: str) -> Path | None:
+    """Saves a full-mode figure under `notebooks/figures/` (in fast mode nothing is written).
+
+    Returns the path written, or None in fast mode.
+    """
+    if fast_mode():
+        return None
+    from cae_keras.plots import save
+
+    path = FIGURES / name
+    save(figure, path)
+    return path
