@@ -13,6 +13,7 @@ import functools
 import math
 from typing import Callable
 
+from cae_keras import variants
 from cae_keras.errors import ConfigError
 
 
@@ -24,8 +25,13 @@ class ModelSpec:
     description: str
     build: Callable[[int], "keras.Model"]  # noqa: F821 - keras imported lazily
     output: str  # "reconstruction" or "anomaly_map"
-    trained_by: str  # "gradient" (model.fit on the MSE loss) or "statistics" (one pass over the data)
+    trained_by: str  # "gradient" (model.fit on `loss`) or "statistics" (one pass over the data)
     stride: int  # the image size must be a multiple of this
+    loss: str = "mse"  # "mse" or "ssim" (1 - SSIM), for gradient-trained models
+
+    def loss_function(self):
+        """What `model.compile` gets as its loss."""
+        return variants.ssim_loss() if self.loss == "ssim" else "mse"
 
 
 def build_seed_cae(image_size: int, latent_dim: int = 64, filters: tuple[int, ...] = (32, 64, 128)):
@@ -160,6 +166,14 @@ REGISTRY: dict[str, ModelSpec] = {
                   build_seed_cae, "reconstruction", "gradient", 8),
         ModelSpec("conv_cae", "the seed's CAE without the dense 64-d bottleneck (fully convolutional)",
                   build_conv_cae, "reconstruction", "gradient", 8),
+        ModelSpec("ssim_cae", "the seed's CAE trained with an SSIM loss (Bergmann et al. 2019) instead of MSE",
+                  build_seed_cae, "reconstruction", "gradient", 8, loss="ssim"),
+        ModelSpec("unet_ae", "the conv CAE with U-Net skip connections at 1/2 and 1/4 resolution",
+                  variants.build_unet_ae, "reconstruction", "gradient", 8),
+        ModelSpec("vae", "the seed's CAE as a variational autoencoder (Gaussian 64-d code, KL term)",
+                  variants.build_vae, "reconstruction", "gradient", 8),
+        ModelSpec("attention_cae", "the conv CAE with spatial attention (CBAM) on the code and decoder",
+                  variants.build_attention_cae, "reconstruction", "gradient", 8),
         ModelSpec("pixel_stats", "per-pixel mean/std of the training normals; map = |x - mean| / std",
                   build_pixel_stats, "anomaly_map", "statistics", 1),
     ]
@@ -211,5 +225,6 @@ def load_model(path) -> "keras.Model":  # noqa: F821
     """Loads a `.keras` file in Keras safe mode (no arbitrary code from the file is run)."""
     import keras
 
-    _pixel_statistics_layer()  # registers the custom layer before deserialising
+    _pixel_statistics_layer()  # registers the custom layers and losses before deserialising
+    variants._custom_layers()
     return keras.models.load_model(path, safe_mode=True)

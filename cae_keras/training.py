@@ -156,7 +156,8 @@ def _fit(config: TrainConfig, paths: RunPaths, train_images: np.ndarray, val_ima
         else:
             initial_epoch, history = 0, []
             model = models.build_model(config.model, config.image_size, config.precision)
-            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse",
+            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                          loss=models.get_spec(config.model).loss_function(),
                           jit_compile={"auto": "auto", "on": True, "off": False}[config.jit_compile])
     augment = config.augment
     train_data = preprocessing.make_dataset(

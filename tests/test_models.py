@@ -47,3 +47,27 @@ def test_pixel_stats_learns_mean_and_std_and_round_trips(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = models.load_model(tmp_path / "m.keras")
     assert np.allclose(loaded.predict(probe, verbose=0), anomaly, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["conv_cae", "ssim_cae", "unet_ae", "vae", "attention_cae"])
+def test_variants_reconstruct_train_and_round_trip(name, tmp_path):
+    import keras
+
+    spec = models.get_spec(name)
+    model = models.build_model(name, 32)
+    assert model.output_shape == (None, 32, 32, 3)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=spec.loss_function())
+    x = np.random.default_rng(0).random((4, 32, 32, 3)).astype(np.float32)
+    model.fit(x, x, epochs=1, batch_size=2, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = models.load_model(tmp_path / "m.keras")
+    assert np.allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5), "deterministic at inference"
+
+
+def test_vae_adds_its_kl_term_and_unet_skips_only_low_resolutions():
+    vae = models.build_model("vae", 32)
+    vae(np.zeros((1, 32, 32, 3), np.float32), training=True)
+    assert len(vae.losses) == 1
+    unet = models.build_model("unet_ae", 32)
+    skip_sizes = sorted(layer.output.shape[1] for layer in unet.layers if layer.name.startswith("skip"))
+    assert skip_sizes == [8, 16], "no full-resolution skip: the input must not be copied through"
