@@ -104,6 +104,16 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--run", type=Path, help="also export this run in every format and time each")
     bench.add_argument("--out", type=Path, help="write the figures as JSON here")
 
+    compare = commands.add_parser("compare", help="train and evaluate several models; a table and a figure")
+    compare.add_argument("--data", required=True, type=Path)
+    compare.add_argument("--category", required=True)
+    compare.add_argument("--models", required=True, help="comma-separated model names")
+    compare.add_argument("--out", required=True, type=Path)
+    compare.add_argument("--epochs", type=_positive_int, default=200)
+    compare.add_argument("--image-size", type=_positive_int, default=256)
+    compare.add_argument("--batch-size", type=_positive_int, default=32)
+    compare.add_argument("--seed", type=int, default=0)
+
     demo = commands.add_parser("demo", help="synthetic data, seed_cae and pixel_stats trained and compared")
     demo.add_argument("--data", type=Path, default=Path("data/synthetic"))
     demo.add_argument("--runs", type=Path, default=Path("runs/demo"))
@@ -211,37 +221,35 @@ def _bench(args) -> None:
         write_text_atomic(args.out, text + "\n")
 
 
+def _compare(args) -> None:
+    from cae_keras.compare import COMPARISON_KEYS, compare
+    from cae_keras.reports import comparison_table
+
+    names = [name.strip() for name in args.models.split(",") if name.strip()]
+    rows = compare(args.data, args.category, names, args.out, epochs=args.epochs, image_size=args.image_size,
+                   batch_size=args.batch_size, seed=args.seed)
+    print(comparison_table(rows, COMPARISON_KEYS))
+    print(f"table, JSON and figure in {args.out}")
+
+
 def _demo(args) -> None:
-    from cae_keras.config import TrainConfig
-    from cae_keras.evaluation import evaluate_run
-    from cae_keras.files import write_text_atomic
-    from cae_keras.reports import comparison_table, write_report
+    from cae_keras.compare import compare
+    from cae_keras.reports import comparison_table
     from cae_keras.synth import SynthConfig, write_dataset
-    from cae_keras.training import train
 
     started = time.perf_counter()
     write_dataset(args.data, "bottle", SynthConfig(image_size=args.image_size))
     print(f"[demo] synthetic bottle written to {args.data / 'bottle'}")
-    rows = []
-    for model in ("seed_cae", "pixel_stats"):
-        config = TrainConfig(data=str(args.data), category="bottle", model=model, image_size=args.image_size,
-                             epochs=args.epochs)
-        run = args.runs / model
-        print(f"[demo] training {model} into {run}")
-        train(config, run, verbose=2)
-        evaluation = evaluate_run(run)
-        write_report(evaluation, run)
-        rows.append(evaluation.metrics)
-    table = comparison_table(rows)
-    write_text_atomic(args.runs / "comparison.md", table + "\n")
+    rows = compare(args.data, "bottle", ["seed_cae", "pixel_stats"], args.runs, epochs=args.epochs,
+                   image_size=args.image_size)
     print()
-    print(table)
+    print(comparison_table(rows))
     print()
     print(f"[demo] seed_cae trained {args.epochs} epochs here; the seed's full recipe is 200 epochs:\n"
           f"       cae-keras train --data {args.data} --category bottle --model seed_cae --run runs/seed_cae_full"
           " --epochs 200")
-    print(f"[demo] reports: {args.runs}/<model>/report.md; table: {args.runs / 'comparison.md'}; "
-          f"took {time.perf_counter() - started:.0f} s")
+    print(f"[demo] reports: {args.runs}/<model>/report.md; table and figure: {args.runs}/comparison.md, "
+          f"comparison.png; took {time.perf_counter() - started:.0f} s")
 
 
 def _interrupt(signum, frame):
@@ -261,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(REGISTRY))
         else:
             {"synth": _synth, "train": _train, "evaluate": _evaluate, "predict": _predict,
-             "download": _download, "bench": _bench, "export": _export, "demo": _demo}[args.command](args)
+             "download": _download, "bench": _bench, "export": _export, "compare": _compare, "demo": _demo}[args.command](args)
     except CaeKerasError as error:
         print(f"cae-keras: error: {error}", file=sys.stderr)
         return 2

@@ -68,7 +68,7 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, category: str | N
     figures.update(
         model=config.model, category=chosen.name, image_size=config.image_size,
         epochs=history[-1]["epoch"] if history else 0, train_seconds=train_seconds(history),
-        threshold=threshold, threshold_rule=calibration["rule"],
+        threshold=threshold, threshold_rule=calibration["rule"], parameters=int(model.count_params()),
         n_test_good=int((test.labels == 0).sum()), n_test_defective=int(test.labels.sum()),
     )
     return Evaluation(metrics=_plain(figures), test=test, inference=inference, history=history)

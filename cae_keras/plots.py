@@ -122,6 +122,23 @@ def gallery(images: np.ndarray, maps: np.ndarray, masks: np.ndarray, defect_type
     return figure
 
 
+def comparison_bars(rows: list[dict], keys: tuple[str, ...] = ("image_auroc", "pixel_auroc", "aupro"),
+                    title: str = "Detection by model") -> Figure:
+    """Grouped bars of detection figures, one group per model (missing figures drawn as 0)."""
+    figure = Figure(figsize=(max(6, 1.3 * len(rows) + 2), 4), layout="constrained")
+    axes = figure.add_subplot()
+    width = 0.8 / len(keys)
+    positions = np.arange(len(rows))
+    for i, key in enumerate(keys):
+        values = [row.get(key) or 0.0 for row in rows]
+        axes.bar(positions + (i - (len(keys) - 1) / 2) * width, values, width, label=key)
+    axes.set_xticks(positions, [row["model"] for row in rows], rotation=20)
+    axes.set(ylim=(0, 1), ylabel="score (1 = perfect)", title=title)
+    axes.axhline(0.5, color="k", lw=0.6, ls=":")
+    axes.legend(loc="lower right")
+    return figure
+
+
 def save(figure: Figure, path) -> None:
     """Saves a figure as PNG atomically."""
     from cae_keras.files import write_atomic

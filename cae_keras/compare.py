@@ -1,0 +1,47 @@
+"""Training and evaluating several models on one category, side by side."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cae_keras import plots
+from cae_keras.config import TrainConfig
+from cae_keras.evaluation import evaluate_run
+from cae_keras.files import write_text_atomic
+from cae_keras.models import get_spec
+from cae_keras.reports import comparison_table, write_report
+from cae_keras.training import train
+
+COMPARISON_KEYS = ("image_auroc", "pixel_auroc", "aupro", "pixel_ap", "image_f1", "mse_all", "psnr_all",
+                   "ssim_good", "train_seconds", "parameters")
+
+
+def compare(data: Path, category: str, model_names: list[str], out: Path, verbose: int | str = 2,
+            **training) -> list[dict]:
+    """Trains (or resumes) and evaluates each model into `out/<model>`, then writes
+    `out/comparison.md`, `out/comparison.json` and `out/comparison.png`.
+
+    Args:
+        training: TrainConfig fields shared by every model (epochs, image_size, batch_size, seed, ...).
+
+    Returns:
+        each model's metrics, in the order given.
+    """
+    for name in model_names:
+        get_spec(name)  # unknown names fail before any training
+    out = Path(out)
+    rows = []
+    for number, name in enumerate(model_names, 1):
+        if verbose:
+            print(f"[compare {number}/{len(model_names)}] {name}")
+        config = TrainConfig(data=str(data), category=category, model=name, **training)
+        train(config, out / name, verbose=verbose)
+        evaluation = evaluate_run(out / name, progress=bool(verbose))
+        write_report(evaluation, out / name)
+        rows.append(evaluation.metrics)
+    table = comparison_table(rows, COMPARISON_KEYS)
+    write_text_atomic(out / "comparison.md", f"# {category}: {', '.join(model_names)}\n\n{table}\n")
+    write_text_atomic(out / "comparison.json", json.dumps(rows, indent=2) + "\n")
+    plots.save(plots.comparison_bars(rows), out / "comparison.png")
+    return rows
