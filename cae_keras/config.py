@@ -118,7 +118,7 @@ def load_config(path: Path) -> TrainConfig:
     try:
         values = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no config.json; is this a run folder written by `cae-keras train`?")
+        raise ConfigError(f"{path}: no config.json; is this a run folder written by `cae-keras train`?") from None
     except json.JSONDecodeError as error:
-        raise ConfigError(f"{path}: not valid JSON ({error})")
+        raise ConfigError(f"{path}: not valid JSON ({error})") from None
     return TrainConfig.from_dict(values, source=str(path))
