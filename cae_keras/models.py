@@ -27,11 +27,24 @@ class ModelSpec:
     output: str  # "reconstruction" or "anomaly_map"
     trained_by: str  # "gradient" (model.fit on `loss`) or "statistics" (one pass over the data)
     stride: int  # the image size must be a multiple of this
-    loss: str = "mse"  # "mse" or "ssim" (1 - SSIM), for gradient-trained models
+    loss: str = "mse"  # "mse", "ssim" (1 - SSIM) or "draem" (a loss per output of the training model)
 
     def loss_function(self):
         """What `model.compile` gets as its loss."""
-        return variants.ssim_loss() if self.loss == "ssim" else "mse"
+        return {"mse": "mse", "ssim": variants.ssim_loss(), "draem": variants.draem_losses()}[self.loss]
+
+    @property
+    def synthetic_anomalies(self) -> bool:
+        """Trained on normal images with synthetic anomalies pasted in (see `cae_keras.anomalies`)."""
+        return self.loss == "draem"
+
+    def training_model(self, model):
+        """The model `fit` trains: the model itself, or one sharing its weights with training outputs."""
+        return variants.draem_training_model(model) if self.synthetic_anomalies else model
+
+    def inference_model(self, training_model):
+        """The scoring model from a (possibly reloaded) training model."""
+        return variants.draem_inference_model(training_model) if self.synthetic_anomalies else training_model
 
 
 def build_seed_cae(image_size: int, latent_dim: int = 64, filters: tuple[int, ...] = (32, 64, 128)):
@@ -174,6 +187,8 @@ REGISTRY: dict[str, ModelSpec] = {
                   variants.build_vae, "reconstruction", "gradient", 8),
         ModelSpec("attention_cae", "the conv CAE with spatial attention (CBAM) on the code and decoder",
                   variants.build_attention_cae, "reconstruction", "gradient", 8),
+        ModelSpec("draem", "DRAEM-style: reconstructive + discriminative networks trained on synthetic anomalies",
+                  variants.build_draem, "anomaly_map", "gradient", 8, loss="draem"),
         ModelSpec("pixel_stats", "per-pixel mean/std of the training normals; map = |x - mean| / std",
                   build_pixel_stats, "anomaly_map", "statistics", 1),
     ]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cae_keras import data, distribution, models, preprocessing, scoring, thresholds
+from cae_keras import anomalies, data, distribution, models, preprocessing, scoring, thresholds
 from cae_keras.config import TrainConfig, load_config, save_config
 from cae_keras.errors import CaeKerasError, ConfigError
 from cae_keras.files import write_atomic, write_text_atomic
@@ -146,31 +146,32 @@ def _fit(config: TrainConfig, paths: RunPaths, train_images: np.ndarray, val_ima
         # Every step must split evenly over the replicas: training drops a last smaller batch,
         # validation repeats its first images up to a multiple of the replica count.
         val_images = np.concatenate([val_images, val_images[: (-len(val_images)) % replicas]])
+    spec = models.get_spec(config.model)
     with scope.scope():  # variables must be made inside the strategy's scope
         if resume:
             initial_epoch, checkpoint = resume
             history = [row for row in history if row["epoch"] <= initial_epoch]
-            model = models.load_model(checkpoint)
+            trainable = models.load_model(checkpoint)
             if verbose:
                 print(f"resuming {paths.root} from epoch {initial_epoch} ({checkpoint.name})")
         else:
             initial_epoch, history = 0, []
-            model = models.build_model(config.model, config.image_size, config.precision)
-            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                          loss=models.get_spec(config.model).loss_function(),
+            trainable = spec.training_model(models.build_model(config.model, config.image_size, config.precision))
+            trainable.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=spec.loss_function(),
                           jit_compile={"auto": "auto", "on": True, "off": False}[config.jit_compile])
     augment = config.augment
-    train_data = preprocessing.make_dataset(
+    make = anomalies.make_anomaly_dataset if spec.synthetic_anomalies else preprocessing.make_dataset
+    train_data = make(
         train_images, config.batch_size, training=True, seed=config.seed,
         rotation_degrees=config.rotation_degrees if augment else 0.0,
         brightness_delta=config.brightness_delta if augment else 0.0,
         horizontal_flip=config.horizontal_flip and augment, drop_remainder=replicas > 1)
-    val_data = preprocessing.make_dataset(val_images, config.batch_size, training=False)
+    val_data = make(val_images, config.batch_size, training=False, seed=config.seed)
     if initial_epoch < config.epochs:
-        model.fit(train_data, validation_data=val_data, epochs=config.epochs, initial_epoch=initial_epoch,
+        trainable.fit(train_data, validation_data=val_data, epochs=config.epochs, initial_epoch=initial_epoch,
                   callbacks=[_epoch_checkpoint_callback(paths, history)], verbose=verbose,
                   shuffle=False)  # the dataset shuffles itself
-    return model
+    return spec.inference_model(trainable)
 
 
 def _without_optimizer(model, config: TrainConfig):
