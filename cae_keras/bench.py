@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from cae_keras import models, preprocessing
+from cae_keras import anomalies, models, preprocessing
 from cae_keras.synth import SynthConfig, make_sample
 
 
@@ -27,7 +27,9 @@ def forward_flops(model) -> int:
 
     total = 0
     for layer in model.layers:
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+        if isinstance(layer, keras.Model):  # a nested network (e.g. DRAEM's two)
+            total += forward_flops(layer)
+        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
             kh, kw = layer.kernel_size
             c_in = layer.input.shape[-1]
             h, w, c_out = layer.output.shape[1:]
@@ -100,11 +102,17 @@ def run_benchmark(model_name: str = "seed_cae", image_size: int = 256, n_images:
               "parameters": int(model.count_params()), "forward_gflop_per_image": flops / 1e9}
 
     if spec.trained_by == "gradient":
-        model.compile(optimizer=keras.optimizers.Adam(2e-4), loss="mse", jit_compile=jit)
-        pipeline = preprocessing.make_dataset(images, batch_size, training=True, seed=0)
-        in_memory = tf.data.Dataset.from_tensor_slices((images, images)).batch(batch_size).cache()
-        pipeline_s = _median_epoch_seconds(model, pipeline, epochs)
-        memory_s = _median_epoch_seconds(model, in_memory, epochs)
+        trainable = spec.training_model(model)
+        trainable.compile(optimizer=keras.optimizers.Adam(2e-4), loss=spec.loss_function(), jit_compile=jit)
+        if spec.synthetic_anomalies:
+            pipeline = anomalies.make_anomaly_dataset(images, batch_size, training=True, seed=0)
+        else:
+            pipeline = preprocessing.make_dataset(images, batch_size, training=True, seed=0)
+        # the same batches, made once and replayed from memory: no augmentation, no synthesis
+        in_memory = tf.data.Dataset.from_tensor_slices(list(pipeline.unbatch().batch(n_images).take(1))[0])
+        in_memory = in_memory.batch(batch_size).cache()
+        pipeline_s = _median_epoch_seconds(trainable, pipeline, epochs)
+        memory_s = _median_epoch_seconds(trainable, in_memory, epochs)
         result.update(
             train_images_per_s_pipeline=n_images / pipeline_s,
             train_images_per_s_in_memory=n_images / memory_s,
