@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--run", required=True, type=Path)
     evaluate.add_argument("--data", type=Path, help="another dataset root (default: the one trained on)")
     evaluate.add_argument("--category", help="another category (default: the one trained on)")
+    evaluate.add_argument("--min-defect-area", type=_positive_int,
+                          help="also compare decision rules (thresholds, post-processing) for defects of at least "
+                               "this many pixels at the model's size; writes RUN/decision_rules.md")
 
     predict = commands.add_parser("predict", help="score images: score, decision, map and overlay each")
     source = predict.add_mutually_exclusive_group(required=True)
@@ -172,6 +175,13 @@ def _evaluate(args) -> dict:
 
     evaluation = evaluate_run(args.run, args.data, args.category)
     paths = write_report(evaluation, args.run)
+    if args.min_defect_area:
+        from cae_keras.decisions import compare_rules, rules_table, validation_maps
+        from cae_keras.files import write_text_atomic
+
+        table = rules_table(compare_rules(evaluation, *validation_maps(args.run), args.min_defect_area))
+        write_text_atomic(paths.root / "decision_rules.md", table + "\n")
+        print(table)
     m = evaluation.metrics
     print(f"{m['model']} on {m['category']}: image AUROC {m['image_auroc']}, pixel AUROC {m['pixel_auroc']}, "
           f"AU-PRO {m['aupro']}; report: {paths.root / 'report.md'}")

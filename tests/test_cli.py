@@ -112,3 +112,10 @@ def test_compare_writes_a_table_json_and_figure(trained, tmp_path, capsys):
     assert (out / "comparison.png").stat().st_size > 1000
     assert main(["compare", "--data", str(root), "--category", "bottle", "--models", "nope",
                  "--out", str(out)]) == 2
+
+
+def test_decision_rules_table(trained, capsys):
+    _, runs = trained
+    assert main(["evaluate", "--run", str(runs["pixel_stats"]), "--min-defect-area", "4"]) == 0
+    table = (runs["pixel_stats"] / "decision_rules.md").read_text()
+    assert table.count("\n") == 2 + 6 and "max-area rule (4 px)" in table and "Otsu per map" in table
