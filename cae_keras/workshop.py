@@ -7,6 +7,7 @@ notebooks reuse it. `CAE_KERAS_FAST=1` shrinks data, image size and epochs for C
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -43,7 +44,7 @@ def ensure_dataset(fast: bool | None = None) -> Path:
     from cae_keras.synth import write_dataset
 
     config = FAST_SYNTH if (fast_mode() if fast is None else fast) else FULL_SYNTH
-    root = cache_dir() / "data" / f"synthetic_{_digest(config.__dict__)}"
+    root = cache_dir() / "data" / f"synthetic_{_digest(config.__dict__, _field_defaults(SynthConfig))}"
     if not (root / ".complete").is_file():
         write_dataset(root, "bottle", config)
         (root / ".complete").write_text(json.dumps(config.__dict__) + "\n")
@@ -62,12 +63,20 @@ def load_or_train(config: TrainConfig, verbose: int | str = "auto") -> RunPaths:
     """Trains `config` into a cached run folder named by the config's hash, or reuses it."""
     from cae_keras.training import train
 
-    run = cache_dir() / "runs" / f"{config.model}_{_digest(config.to_dict())}"
+    run = cache_dir() / "runs" / f"{config.model}_{_digest(config.to_dict(), _field_defaults(TrainConfig))}"
     return train(config, run, verbose=verbose)
 
 
-def _digest(values: dict) -> str:
+def _digest(values: dict, defaults: dict | None = None) -> str:
+    """A short hash of the values that differ from their defaults, so that a field added later
+    with a default does not change the names of folders cached before it existed."""
+    if defaults:
+        values = {k: v for k, v in values.items() if k not in defaults or defaults[k] != v}
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _field_defaults(cls) -> dict:
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
 
 
 def save_figure(figure, name: str) -> Path | None:

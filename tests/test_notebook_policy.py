@@ -61,3 +61,11 @@ def test_no_habits_the_conventions_warn_against(path):
     source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
     for pattern in (r"os\.chdir", r"import \*", r"except\s*:", r"plt\.show\(", r"\.\./"):
         assert not re.search(pattern, source), f"{path.name}: {pattern}"
+
+
+def test_every_figure_a_notebook_saves_is_committed():
+    figures = NOTEBOOKS[0].parent / "figures"
+    for path in NOTEBOOKS:
+        source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        for name in re.findall(r'save_figure\([^,]+,\s*"([^"]+)"\)', source):
+            assert (figures / name).is_file(), f"{path.name} saves {name}: run `make notebooks` and commit it"
