@@ -122,7 +122,7 @@ def export_run(run_dir: Path, fmt: str, out: Path) -> Path:
                     converter.representative_dataset = _representative(config)
                 write_atomic(out, lambda tmp: tmp.write_bytes(converter.convert()))
             else:
-                _export_onnx(scratch, out)
+                write_atomic(out, lambda tmp: _export_onnx(scratch, tmp))
     meta = {"format": fmt, "model": config.model, "image_size": config.image_size, "threshold": threshold,
             "blur_sigma": config.blur_sigma, "input": "uint8 images, RGB",
             "outputs": ["anomaly_map", "score", "defective"], "run": str(paths.root)}

@@ -80,6 +80,12 @@ def test_bad_input_is_one_line_and_exit_code_2(trained, tmp_path, capsys):
     assert "not a multiple of 8" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(tmp_path / "missing")]) == 2
     assert "run folder not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # argparse: usage line and exit code 2
+        main(["train", "--data", str(root), "--category", "bottle", "--run", str(tmp_path / "r"), "--model", "resnet"])
+    assert exit_info.value.code == 2 and "invalid choice: 'resnet'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(root), "--category", "bottle", "--run", str(tmp_path / "r"), "--epochs", "-1"])
+    assert "must be at least 1" in capsys.readouterr().err
 
 
 def test_console_entry_point_in_a_subprocess():
