@@ -81,28 +81,6 @@ def build_seed_cae(image_size: int, latent_dim: int = 64, filters: tuple[int, ..
     return keras.Model(inputs, outputs, name="seed_cae")
 
 
-def build_conv_cae(image_size: int, filters: tuple[int, ...] = (32, 64, 128)):
-    """The seed's CAE without its dense bottleneck: 3 strided convs straight into 3 transposed convs.
-
-    The code is a `S/8 x S/8 x 128` feature map instead of 64 numbers, so every region of the
-    image keeps its own code: it reconstructs far better, including, often, the defects.
-    """
-    import keras
-    from keras import layers
-
-    _check_size(image_size, 2 ** len(filters), "conv_cae")
-    inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = inputs
-    for i, n in enumerate(filters):
-        x = layers.Conv2D(n, 3, strides=2, padding="same", activation="relu", name=f"encoder_conv{i + 1}")(x)
-    for i, n in enumerate(reversed(filters[:-1])):
-        x = layers.Conv2DTranspose(n, 3, strides=2, padding="same", activation="relu", name=f"decoder_deconv{i + 1}")(x)
-    outputs = layers.Conv2DTranspose(
-        3, 3, strides=2, padding="same", activation="sigmoid", name="reconstruction", dtype="float32"
-    )(x)
-    return keras.Model(inputs, outputs, name="conv_cae")
-
-
 @functools.cache
 def _pixel_statistics_layer():
     """Defined lazily so that importing this module does not import Keras."""
@@ -178,7 +156,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec("seed_cae", "the seed's CAE: 3 strided convs, 64-d dense latent, 3 transposed convs; MSE loss",
                   build_seed_cae, "reconstruction", "gradient", 8),
         ModelSpec("conv_cae", "the seed's CAE without the dense 64-d bottleneck (fully convolutional)",
-                  build_conv_cae, "reconstruction", "gradient", 8),
+                  variants.build_conv_cae, "reconstruction", "gradient", 8),
         ModelSpec("ssim_cae", "the seed's CAE trained with an SSIM loss (Bergmann et al. 2019) instead of MSE",
                   build_seed_cae, "reconstruction", "gradient", 8, loss="ssim"),
         ModelSpec("unet_ae", "the conv CAE with U-Net skip connections at 1/2 and 1/4 resolution",

@@ -33,6 +33,19 @@ def _decoder(x, filters=FILTERS, skips=None):
                                   dtype="float32")(x)
 
 
+def build_conv_cae(image_size: int):
+    """The seed's CAE without its dense bottleneck: 3 strided convs straight into 3 transposed convs.
+
+    The code is a `S/8 x S/8 x 128` feature map instead of 64 numbers, so every region of the
+    image keeps its own code: it reconstructs far better, including, often, the defects.
+    """
+    import keras
+
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    code, _ = _encoder(inputs)
+    return keras.Model(inputs, _decoder(code), name="conv_cae")
+
+
 def build_unet_ae(image_size: int):
     """A U-Net autoencoder: the conv CAE plus skip connections from each encoder level.
 
