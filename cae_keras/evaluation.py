@@ -28,11 +28,12 @@ def summarize(test: data.TestSet, inference: scoring.Inference, threshold: float
     """
     labels = test.labels
     good = labels == 0
+    ranked = metrics.RankedPixels.build(test.masks, inference.maps)  # one sort for every pixel metric
     figures = {
         "image_auroc": metrics.image_auroc(labels, inference.scores),
-        "pixel_auroc": metrics.pixel_auroc(test.masks, inference.maps),
-        "aupro": metrics.aupro(test.masks, inference.maps),
-        "pixel_ap": metrics.pixel_ap(test.masks, inference.maps),
+        "pixel_auroc": metrics.pixel_auroc(test.masks, inference.maps, ranked),
+        "aupro": metrics.aupro(test.masks, inference.maps, ranked=ranked),
+        "pixel_ap": metrics.pixel_ap(test.masks, inference.maps, ranked),
         "image_f1": metrics.image_f1(labels, inference.scores, threshold),
         "mse_good": None, "psnr_good": None, "mse_all": None, "psnr_all": None, "ssim_good": None,
     }
@@ -45,7 +46,8 @@ def summarize(test: data.TestSet, inference: scoring.Inference, threshold: float
             mse_all=metrics.mean_or_none(mse), psnr_all=metrics.mean_or_none(psnr),
             ssim_good=metrics.mean_or_none(metrics.ssim_per_image(test.images[good], recon[good])),
         )
-    figures["per_defect"] = metrics.per_defect(test.defect_types, inference.scores, test.masks, inference.maps)
+    figures["per_defect"] = metrics.per_defect(test.defect_types, inference.scores, test.masks, inference.maps,
+                                               ranked)
     return figures
 
 

@@ -5,10 +5,12 @@ Labels: 0 = good, 1 = defect. Maps and masks are at the evaluation resolution.
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 from scipy import ndimage
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import roc_auc_score
 
 
 def _auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
@@ -24,44 +26,88 @@ def image_auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return _auroc(labels, scores)
 
 
-def pixel_auroc(masks: np.ndarray, maps: np.ndarray) -> float | None:
-    """ROC AUC over all test pixels pooled. masks `[N, H, W] bool`, maps `[N, H, W]`."""
-    return _auroc(masks.astype(np.uint8), maps)
+@dataclasses.dataclass
+class RankedPixels:
+    """Every test pixel sorted by anomaly score, highest first, so that all pixel metrics share one
+    sort (38 M pixels for 583 images at 256 px: the sort is most of their cost)."""
+
+    order: np.ndarray  # [P] indices into the flattened maps
+    scores: np.ndarray  # [P] sorted scores, descending
+    labels: np.ndarray  # [P] bool: defect pixel
+    image: np.ndarray  # [P] index of the image each pixel belongs to
+
+    @classmethod
+    def build(cls, masks: np.ndarray, maps: np.ndarray) -> "RankedPixels":
+        flat = maps.reshape(-1)
+        order = np.argsort(flat)[::-1]
+        pixels_per_image = flat.size // len(maps)
+        return cls(order, flat[order], masks.reshape(-1)[order], (order // pixels_per_image).astype(np.int32))
+
+    def subset(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, labels) of the chosen images' pixels (`images` `[N] bool`), still sorted."""
+        chosen = images[self.image]
+        return self.scores[chosen], self.labels[chosen]
 
 
-def pixel_ap(masks: np.ndarray, maps: np.ndarray) -> float | None:
-    """Average precision over all test pixels pooled; None when no pixel is defective."""
-    if not masks.any():
+def _counts_at_thresholds(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """True and false positives at each distinct threshold, for scores sorted descending."""
+    last = np.append(np.flatnonzero(np.diff(scores)), scores.size - 1)  # the last pixel of each run of ties
+    true_positives = np.cumsum(labels, dtype=np.int64)[last]
+    return true_positives, last + 1 - true_positives
+
+
+def _sorted_auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """ROC AUC from descending scores, ties handled as scikit-learn does; None if one class is missing."""
+    positives = int(labels.sum())
+    negatives = labels.size - positives
+    if positives == 0 or negatives == 0:
         return None
-    return float(average_precision_score(masks.ravel().astype(np.uint8), maps.ravel()))
+    tp, fp = _counts_at_thresholds(scores, labels)
+    return float(np.trapezoid(np.append(0.0, tp / positives), np.append(0.0, fp / negatives)))
 
 
-def pro_curve(masks: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pixel_auroc(masks: np.ndarray, maps: np.ndarray, ranked: RankedPixels | None = None) -> float | None:
+    """ROC AUC over all test pixels pooled. masks `[N, H, W] bool`, maps `[N, H, W]`."""
+    ranked = ranked or RankedPixels.build(masks, maps)
+    return _sorted_auroc(ranked.scores, ranked.labels)
+
+
+def pixel_ap(masks: np.ndarray, maps: np.ndarray, ranked: RankedPixels | None = None) -> float | None:
+    """Average precision over all test pixels pooled (scikit-learn's definition); None with no defect pixel."""
+    ranked = ranked or RankedPixels.build(masks, maps)
+    positives = int(ranked.labels.sum())
+    if positives == 0:
+        return None
+    tp, fp = _counts_at_thresholds(ranked.scores, ranked.labels)
+    precision = tp / (tp + fp)
+    recall_steps = np.diff(np.append(0, tp)) / positives
+    return float(np.sum(recall_steps * precision))
+
+
+def pro_curve(masks: np.ndarray, maps: np.ndarray, ranked: RankedPixels | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
     """The per-region-overlap curve: (false-positive rates, PRO values), thresholds descending.
 
     For each threshold: FPR = flagged good pixels / all good pixels (good pixels of every image),
     PRO = mean over every ground-truth connected component (8-connectivity) of the share of the
     component that is flagged. Computed with one sort, as in MVTec's official evaluation code.
     """
+    ranked = ranked or RankedPixels.build(masks, maps)
     structure = np.ones((3, 3), dtype=int)
-    fp_change = np.zeros(masks.shape, dtype=np.float64)
     pro_change = np.zeros(masks.shape, dtype=np.float64)
     n_regions = 0
     for i, mask in enumerate(masks):
         labelled, n = ndimage.label(mask, structure=structure)
         n_regions += n
-        fp_change[i][labelled == 0] = 1.0
         if n:
             sizes = np.bincount(labelled.ravel())
             inside = labelled > 0
             pro_change[i][inside] = 1.0 / sizes[labelled[inside]]
-    n_good = fp_change.sum()
-    order = np.argsort(maps.ravel(), kind="stable")[::-1]
-    scores = maps.ravel()[order]
-    fpr = np.cumsum(fp_change.ravel()[order]) / n_good
-    pro = np.cumsum(pro_change.ravel()[order]) / n_regions
+    good = ~ranked.labels
+    fpr = np.cumsum(good, dtype=np.int64) / good.sum()
+    pro = np.cumsum(pro_change.reshape(-1)[ranked.order]) / n_regions
     # One point per distinct threshold: the last index of each run of equal scores.
-    keep = np.append(np.diff(scores) != 0, True)
+    keep = np.append(np.diff(ranked.scores) != 0, True)
     fpr = np.concatenate([[0.0], fpr[keep], [1.0]])
     pro = np.concatenate([[0.0], pro[keep], [1.0]])
     return fpr, pro
@@ -77,14 +123,15 @@ def _area_up_to(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
     return float(np.trapezoid(ys, xs))
 
 
-def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> float | None:
+def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3, ranked: RankedPixels | None = None
+          ) -> float | None:
     """Area under the PRO curve up to FPR `fpr_limit`, divided by `fpr_limit` (1.0 = perfect).
 
     Returns None when there is no defect region or no good pixel.
     """
     if not masks.any() or masks.all():
         return None
-    fpr, pro = pro_curve(masks.astype(bool), maps.astype(np.float64))
+    fpr, pro = pro_curve(masks.astype(bool), maps, ranked)
     return _area_up_to(fpr, pro, fpr_limit) / fpr_limit
 
 
@@ -134,12 +181,14 @@ def ssim_per_image(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarra
 
 
 def per_defect(
-    defect_types: list[str], scores: np.ndarray, masks: np.ndarray, maps: np.ndarray
+    defect_types: list[str], scores: np.ndarray, masks: np.ndarray, maps: np.ndarray,
+    ranked: RankedPixels | None = None,
 ) -> dict[str, dict[str, float | None]]:
     """Image AUROC (that defect type vs good) and pixel AUROC, for each defect type.
 
     Pixel AUROC of a type pools the pixels of its images and of the good images.
     """
+    ranked = ranked or RankedPixels.build(masks, maps)
     types = np.asarray(defect_types)
     good = types == "good"
     result = {}
@@ -147,7 +196,7 @@ def per_defect(
         chosen = good | (types == defect)
         result[defect] = {
             "image_auroc": image_auroc((types[chosen] == defect).astype(int), scores[chosen]),
-            "pixel_auroc": pixel_auroc(masks[chosen], maps[chosen]),
+            "pixel_auroc": _sorted_auroc(*ranked.subset(chosen)),
         }
     return result
 

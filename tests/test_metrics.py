@@ -17,10 +17,13 @@ def test_image_auroc_by_hand():
     assert metrics.image_auroc(np.array([1, 1]), np.array([0.1, 0.2])) is None
 
 
-def test_pixel_auroc_and_ap_match_sklearn():
+@pytest.mark.parametrize("decimals", [None, 1])  # 1 decimal: many tied scores
+def test_pixel_auroc_and_ap_match_sklearn(decimals):
     rng = np.random.default_rng(0)
     masks = rng.random((3, 8, 8)) > 0.8
     maps = rng.random((3, 8, 8)) + masks * 0.3
+    if decimals:
+        maps = np.round(maps, decimals)
     assert metrics.pixel_auroc(masks, maps) == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()))
     assert metrics.pixel_ap(masks, maps) == pytest.approx(average_precision_score(masks.ravel(), maps.ravel()))
     assert metrics.pixel_ap(np.zeros_like(masks), maps) is None
@@ -125,3 +128,15 @@ def test_quantile_threshold():
     assert thresholds.quantile_threshold(np.arange(11.0), 1.0) == 10.0
     with pytest.raises(ConfigError):
         thresholds.quantile_threshold(np.array([]), 0.9)
+
+
+def test_per_defect_pixel_auroc_matches_sklearn_on_subsets():
+    rng = np.random.default_rng(3)
+    types = ["good"] * 3 + ["a"] * 2 + ["b"] * 2
+    masks = np.zeros((7, 6, 6), bool)
+    masks[3:, 1:4, 2:5] = True
+    maps = np.round(rng.random((7, 6, 6)) + masks * 0.4, 2)
+    result = metrics.per_defect(types, maps.reshape(7, -1).max(1), masks, maps)
+    for defect, chosen in (("a", [0, 1, 2, 3, 4]), ("b", [0, 1, 2, 5, 6])):
+        expected = roc_auc_score(masks[chosen].ravel(), maps[chosen].ravel())
+        assert result[defect]["pixel_auroc"] == pytest.approx(expected)
