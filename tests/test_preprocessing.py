@@ -36,3 +36,18 @@ def test_each_epoch_is_reshuffled_and_re_augmented():
     second = np.concatenate([x.numpy() for x, _ in dataset])
     assert first.shape == second.shape == images.shape
     assert not np.allclose(first, second), "the second epoch should be reshuffled and re-augmented"
+
+
+def test_flip_and_rotation_are_one_exact_resampling():
+    import tensorflow as tf
+
+    images = preprocessing.to_uint8(_images(4))
+    flipped = preprocessing.augment_batch(images, tf.constant(0, tf.int64), rotation_degrees=0.0,
+                                          brightness_delta=0.0, horizontal_flip=True).numpy()
+    for out, original in zip(flipped, images / 255.0):
+        assert np.allclose(out, original, atol=1e-6) or np.allclose(out, original[:, ::-1], atol=1e-6)
+    assert any(np.allclose(out, original[:, ::-1], atol=1e-6) for out, original in zip(flipped, images / 255.0))
+    rotated = preprocessing.augment_batch(images, tf.constant(1, tf.int64), 10.0, 0.0, False).numpy()
+    assert not np.allclose(rotated, images / 255.0, atol=0.05)
+    again = preprocessing.augment_batch(images, tf.constant(1, tf.int64), 10.0, 0.0, False).numpy()
+    assert np.array_equal(rotated, again), "seeded"
