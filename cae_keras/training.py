@@ -158,7 +158,7 @@ def _fit(config: TrainConfig, paths: RunPaths, train_images: np.ndarray, val_ima
             initial_epoch, history = 0, []
             trainable = spec.training_model(models.build_model(config.model, config.image_size, config.precision))
             trainable.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=spec.loss_function(),
-                          jit_compile={"auto": "auto", "on": True, "off": False}[config.jit_compile])
+                              jit_compile={"auto": "auto", "on": True, "off": False}[config.jit_compile])
     augment = config.augment
     make = anomalies.make_anomaly_dataset if spec.synthetic_anomalies else preprocessing.make_dataset
     train_data = make(
@@ -169,8 +169,8 @@ def _fit(config: TrainConfig, paths: RunPaths, train_images: np.ndarray, val_ima
     val_data = make(val_images, config.batch_size, training=False, seed=config.seed)
     if initial_epoch < config.epochs:
         trainable.fit(train_data, validation_data=val_data, epochs=config.epochs, initial_epoch=initial_epoch,
-                  callbacks=[_epoch_checkpoint_callback(paths, history)], verbose=verbose,
-                  shuffle=False)  # the dataset shuffles itself
+                      callbacks=[_epoch_checkpoint_callback(paths, history)], verbose=verbose,
+                      shuffle=False)  # the dataset shuffles itself
     return spec.inference_model(trainable)
 
 

@@ -14,12 +14,12 @@ def test_seed_cae_is_the_seeds_architecture():
 
     model = models.build_model("seed_cae", 64)
     assert model.output_shape == (None, 64, 64, 3)
-    convs = [l for l in model.layers if type(l) is keras.layers.Conv2D]
-    deconvs = [l for l in model.layers if type(l) is keras.layers.Conv2DTranspose]
+    convs = [layer for layer in model.layers if type(layer) is keras.layers.Conv2D]
+    deconvs = [layer for layer in model.layers if type(layer) is keras.layers.Conv2DTranspose]
     assert len(convs) == 3 and len(deconvs) == 3
     for layer in convs + deconvs:
         assert layer.kernel_size == (3, 3) and layer.strides == (2, 2)
-    assert all(l.activation.__name__ == "relu" for l in convs + deconvs[:-1])
+    assert all(layer.activation.__name__ == "relu" for layer in convs + deconvs[:-1])
     assert deconvs[-1].activation.__name__ == "sigmoid"
     assert model.get_layer("latent").units == 64
     out = model.predict(np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32), verbose=0)
