@@ -259,12 +259,6 @@ def load_mask(path: Path, size: int | None = None, image_shape: tuple[int, int] 
     return mask.astype(bool)
 
 
-def image_shape(path: Path) -> tuple[int, int]:
-    """(height, width) of an image file, read from its header."""
-    image = _open(path)
-    return image.height, image.width
-
-
 def load_images(paths: list[Path], size: int, progress: str | None = None) -> np.ndarray:
     """Reads many images into `[N, size, size, 3] float32 in [0, 1]`, with a progress bar if named."""
     from tqdm.auto import tqdm

@@ -8,8 +8,6 @@ re-decodes a file; each batch is converted to float32 in [0, 1] as it is drawn.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 
@@ -107,7 +105,3 @@ def make_dataset(
     if targets:
         dataset = dataset.map(lambda x: (x, x))
     return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def steps_per_epoch(n_images: int, batch_size: int) -> int:
-    return math.ceil(n_images / batch_size)
