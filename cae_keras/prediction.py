@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -46,9 +47,10 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
 
 def output_names(paths: list[Path]) -> list[str]:
     """Unique base names: the stem, or parent_stem where stems collide, or with an index after that."""
-    stems = [p.stem for p in paths]
-    names = [s if stems.count(s) == 1 else f"{p.parent.name}_{s}" for p, s in zip(paths, stems)]
-    return [n if names.count(n) == 1 else f"{n}_{i}" for i, n in enumerate(names)]
+    stems = Counter(p.stem for p in paths)  # counted once: list.count here was quadratic in the image count
+    names = [p.stem if stems[p.stem] == 1 else f"{p.parent.name}_{p.stem}" for p in paths]
+    repeated = Counter(names)
+    return [n if repeated[n] == 1 else f"{n}_{i}" for i, n in enumerate(names)]
 
 
 @dataclasses.dataclass
