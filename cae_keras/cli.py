@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float, default=2e-4)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    _scoring_arguments(train, default=True)
     train.add_argument("--precision", default="float32", choices=PRECISIONS,
                        help="mixed_bfloat16 on CPUs with bf16 support, mixed_float16 on GPUs")
     train.add_argument("--jit", default="auto", choices=JIT_CHOICES, help="XLA compilation of the training step")
@@ -74,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--run", required=True, type=Path)
     evaluate.add_argument("--data", type=Path, help="another dataset root (default: the one trained on)")
     evaluate.add_argument("--category", help="another category (default: the one trained on)")
+    _scoring_arguments(evaluate, default=False)
+    evaluate.add_argument("--compare-scoring", action="store_true",
+                          help="also score with every anomaly map and image score (reconstruction models); "
+                               "writes scoring_methods.md")
     evaluate.add_argument("--min-defect-area", type=_positive_int,
                           help="also compare decision rules (thresholds, post-processing) for defects of at least "
                                "this many pixels at the model's size; writes RUN/decision_rules.md")
@@ -125,6 +130,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _scoring_arguments(parser: argparse.ArgumentParser, default: bool) -> None:
+    """--anomaly-map and --image-score; on evaluate they override the run's (None: keep them)."""
+    from cae_keras.maps import COMPONENTS
+    from cae_keras.scoring import IMAGE_SCORES
+
+    keep = "" if default else " (default: the run's own; another choice recalibrates on validation normals)"
+    parser.add_argument("--anomaly-map", default="l1" if default else None,
+                        help=f"reconstruction error map: {', '.join(COMPONENTS)}, or several joined by '+'" + keep)
+    parser.add_argument("--image-score", default="max" if default else None, choices=IMAGE_SCORES,
+                        help="image score from the blurred map: its maximum or the mean of its top 0.1%%" + keep)
+
+
 def _train_config(args: argparse.Namespace):
     from cae_keras.config import TrainConfig
 
@@ -132,6 +149,7 @@ def _train_config(args: argparse.Namespace):
         data=str(args.data), category=args.category, model=args.model, image_size=args.image_size,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
         augment=not args.no_augment, precision=args.precision, jit_compile=args.jit,
+        anomaly_map=args.anomaly_map, image_score=args.image_score,
     )
 
 
@@ -173,8 +191,21 @@ def _evaluate(args) -> dict:
     from cae_keras.evaluation import evaluate_run
     from cae_keras.reports import write_report
 
-    evaluation = evaluate_run(args.run, args.data, args.category)
-    paths = write_report(evaluation, args.run)
+    overrides = {k: v for k, v in (("anomaly_map", args.anomaly_map), ("image_score", args.image_score)) if v}
+    out = args.run
+    if overrides:  # the run's own metrics.json stays as it is
+        out = args.run / "scoring" / "_".join(f"{v}" for v in overrides.values()).replace("+", "-")
+    evaluation = evaluate_run(args.run, args.data, args.category, scoring_overrides=overrides or None)
+    paths = write_report(evaluation, out)
+    if args.compare_scoring:
+        from cae_keras.evaluation import SCORING_KEYS, compare_scoring
+        from cae_keras.files import write_text_atomic
+        from cae_keras.reports import comparison_table
+
+        rows = compare_scoring(args.run)
+        table = comparison_table(rows, SCORING_KEYS, label="method")
+        write_text_atomic(paths.root / "scoring_methods.md", table + "\n")
+        print(table)
     if args.min_defect_area:
         from cae_keras.decisions import compare_rules, rules_table, validation_maps
         from cae_keras.files import write_text_atomic

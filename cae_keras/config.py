@@ -10,7 +10,9 @@ import dataclasses
 import json
 from pathlib import Path
 
+from cae_keras import maps
 from cae_keras.errors import ConfigError
+from cae_keras.scoring import IMAGE_SCORES
 
 CONFIG_VERSION = 1
 """Bumped whenever a field's meaning changes; a run folder with another version is refused."""
@@ -50,6 +52,9 @@ class TrainConfig:
     horizontal_flip: bool = True
     blur_sigma: float | None = None
     threshold_quantile: float = 0.99
+    anomaly_map: str = "l1"
+    image_score: str = "max"
+    top_k_fraction: float = 0.001
     precision: str = "float32"
     jit_compile: str = "auto"
     config_version: int = CONFIG_VERSION
@@ -73,12 +78,15 @@ class TrainConfig:
              f"blur_sigma must be >= 0, got {self.blur_sigma}"),
             (self.rotation_degrees >= 0, f"rotation_degrees must be >= 0, got {self.rotation_degrees}"),
             (self.brightness_delta >= 0, f"brightness_delta must be >= 0, got {self.brightness_delta}"),
+            (self.image_score in IMAGE_SCORES, f"image_score must be one of {IMAGE_SCORES}, got {self.image_score!r}"),
+            (0.0 < self.top_k_fraction <= 1.0, f"top_k_fraction must be in (0, 1], got {self.top_k_fraction}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
             (self.jit_compile in JIT_CHOICES, f"jit_compile must be one of {JIT_CHOICES}, got {self.jit_compile!r}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        maps.parse(self.anomaly_map)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -11,19 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from cae_keras import data, models, postprocess, scoring, thresholds
-from cae_keras.evaluation import Evaluation
-from cae_keras.runs import open_run
+from cae_keras import models, postprocess, scoring, thresholds
+from cae_keras.evaluation import Evaluation, validation_images
+from cae_keras.runs import open_run, read_calibration
 
 
 def validation_maps(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """The run's validation normals, scored again: (maps `[V, S, S]`, scores `[V]`)."""
     paths, config = open_run(run_dir)
-    category = data.read_category(Path(config.data), config.category, require_test=False)
-    _, val_paths = data.split_validation(category.train, config.val_fraction, config.seed)
-    images = data.load_images(val_paths, config.image_size)
-    inference = scoring.infer(models.load_model(paths.model), models.get_spec(config.model).output, images,
-                              config.blur_sigma, config.batch_size)
+    method = scoring.ScoringMethod.of(config, read_calibration(paths))
+    inference = scoring.infer(models.load_model(paths.model), models.get_spec(config.model).output,
+                              validation_images(config), method, config.batch_size)
     return inference.maps, inference.scores
 
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cae_keras import data, metrics, models, scoring
+from cae_keras import data, maps, metrics, models, scoring, thresholds
+from cae_keras.calibration import calibrate, check_scoring
+from cae_keras.errors import ConfigError
 from cae_keras.runs import open_run, read_calibration, read_history, train_seconds
 
 
@@ -51,29 +53,81 @@ def summarize(test: data.TestSet, inference: scoring.Inference, threshold: float
     return figures
 
 
+def validation_images(config) -> np.ndarray:
+    """The run's validation normals (the seeded hold-out of train/good), loaded at its image size."""
+    category = data.read_category(Path(config.data), config.category, require_test=False)
+    _, val_paths = data.split_validation(category.train, config.val_fraction, config.seed)
+    return data.load_images(val_paths, config.image_size)
+
+
 def evaluate_run(run_dir: Path, data_root: Path | None = None, category: str | None = None,
-                 progress: bool = True) -> Evaluation:
+                 progress: bool = True, scoring_overrides: dict | None = None) -> Evaluation:
     """Scores the test split of a run's category (or another root/category) with its model.
 
-    The threshold is the one chosen at training time from validation normals.
+    The threshold is the one chosen at training time from validation normals. With
+    `scoring_overrides` (e.g. `{"anomaly_map": "ssim", "image_score": "top_k_mean"}`) the run is
+    scored another way, and threshold and map scales are chosen again from its validation normals.
     """
     paths, config = open_run(run_dir)
     spec = models.get_spec(config.model)
     model = models.load_model(paths.model)
     calibration = read_calibration(paths)
+    if scoring_overrides:
+        config = dataclasses.replace(config, **scoring_overrides)  # validated again
+        check_scoring(spec, config)
+        calibration = calibrate(model, spec, config, validation_images(config))
     threshold = float(calibration["threshold"])
     chosen = data.read_category(Path(data_root or config.data), category or config.category)
     test = data.load_test_set(chosen, config.image_size, progress=progress)
-    inference = scoring.infer(model, spec.output, test.images, config.blur_sigma, config.batch_size)
+    inference = scoring.infer(model, spec.output, test.images, scoring.ScoringMethod.of(config, calibration),
+                              config.batch_size)
     history = read_history(paths.history)
     figures = summarize(test, inference, threshold)
     figures.update(
         model=config.model, category=chosen.name, image_size=config.image_size,
         epochs=history[-1]["epoch"] if history else 0, train_seconds=train_seconds(history),
         threshold=threshold, threshold_rule=calibration["rule"], parameters=int(model.count_params()),
+        anomaly_map=config.anomaly_map if spec.output == "reconstruction" else None,
+        image_score=config.image_score,
         n_test_good=int((test.labels == 0).sum()), n_test_defective=int(test.labels.sum()),
     )
     return Evaluation(metrics=_plain(figures), test=test, inference=inference, history=history)
+
+
+SCORING_KEYS = ("image_auroc", "pixel_auroc", "aupro", "pixel_ap", "image_f1")
+
+
+def compare_scoring(run_dir: Path, anomaly_maps=("l1", "l2", "ssim", "msgms", "l1+ssim", "msgms+ssim"),
+                    image_scores=scoring.IMAGE_SCORES, progress: bool = True) -> list[dict]:
+    """Scores one reconstruction run with every map and image score: one row each.
+
+    The model runs once over the validation and test images; each method then gets its own map
+    scales and threshold from the validation normals, and is measured on the test split.
+    """
+    paths, config = open_run(run_dir)
+    spec = models.get_spec(config.model)
+    if spec.output != "reconstruction":
+        raise ConfigError(f"{config.model} produces its own anomaly map; map choices apply to reconstruction "
+                          "models")
+    model = models.load_model(paths.model)
+    val_images = validation_images(config)
+    val_recon = scoring.predict_batches(model, val_images, config.batch_size)
+    test = data.load_test_set(data.read_category(Path(config.data), config.category), config.image_size,
+                              progress=progress)
+    test_recon = scoring.predict_batches(model, test.images, config.batch_size)
+    rows = []
+    for anomaly_map in anomaly_maps:
+        scales = maps.component_scales(val_images, val_recon, anomaly_map)
+        for image_score in image_scores:
+            method = scoring.ScoringMethod(config.blur_sigma, anomaly_map, image_score, config.top_k_fraction,
+                                           scales)
+            val_scores = scoring.score_outputs(val_images, val_recon, spec.output, method).scores
+            threshold = thresholds.quantile_threshold(val_scores, config.threshold_quantile)
+            figures = summarize(test, scoring.score_outputs(test.images, test_recon, spec.output, method), threshold)
+            rows.append(_plain({"method": f"{anomaly_map}, {image_score}", "anomaly_map": anomaly_map,
+                                "image_score": image_score,
+                                **{k: figures[k] for k in SCORING_KEYS}}))
+    return rows
 
 
 def _plain(value):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cae_keras import data, models
+from cae_keras import data, models, scoring
 from cae_keras.errors import ConfigError
 from cae_keras.files import write_atomic, write_text_atomic
 from cae_keras.runs import open_run, read_calibration
@@ -99,6 +99,9 @@ def export_run(run_dir: Path, fmt: str, out: Path) -> Path:
         raise ConfigError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
     paths, config = open_run(run_dir)
     spec = models.get_spec(config.model)
+    if not scoring.ScoringMethod.of(config).is_default:
+        raise ConfigError(f"{run_dir}: exported models compute the L1 map and its maximum; this run scores with "
+                          f"{config.anomaly_map!r} / {config.image_score!r}. Use `cae-keras predict --run` instead")
     threshold = float(read_calibration(paths)["threshold"])
     module = _detector_module(models.load_model(paths.model), spec.output, config.image_size,
                               config.blur_sigma, threshold)

@@ -166,7 +166,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec("attention_cae", "the conv CAE with spatial attention (CBAM) on the code and decoder",
                   variants.build_attention_cae, "reconstruction", "gradient", 8),
         ModelSpec("draem", "DRAEM-style: reconstructive + discriminative networks trained on synthetic anomalies",
-                  variants.build_draem, "anomaly_map", "gradient", 8, loss="draem"),
+                  variants.build_draem, "anomaly_map", "gradient", 16, loss="draem"),
         ModelSpec("pixel_stats", "per-pixel mean/std of the training normals; map = |x - mean| / std",
                   build_pixel_stats, "anomaly_map", "statistics", 1),
     ]

@@ -67,12 +67,14 @@ def run_scorer(run_dir: Path) -> Scorer:
     paths, config = open_run(run_dir)
     spec = models.get_spec(config.model)
     model = models.load_model(paths.model)
+    calibration = read_calibration(paths)
+    method = scoring.ScoringMethod.of(config, calibration)
 
     def score(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        inference = scoring.infer(model, spec.output, pixels, config.blur_sigma, config.batch_size)
+        inference = scoring.infer(model, spec.output, pixels, method, config.batch_size)
         return inference.maps, inference.scores
 
-    return Scorer(config.image_size, float(read_calibration(paths)["threshold"]), score)
+    return Scorer(config.image_size, float(calibration["threshold"]), score)
 
 
 def exported_scorer(path: Path) -> Scorer:

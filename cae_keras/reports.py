@@ -66,11 +66,11 @@ def _report_markdown(m: dict, figure_names: list[str]) -> str:
     return "\n".join(lines)
 
 
-def comparison_table(rows: list[dict], keys: tuple[str, ...] = TABLE_KEYS) -> str:
-    """A Markdown table of several runs' metrics, one row per model."""
-    header = "| model | " + " | ".join(keys) + " |"
+def comparison_table(rows: list[dict], keys: tuple[str, ...] = TABLE_KEYS, label: str = "model") -> str:
+    """A Markdown table of several runs' metrics, one row each, named by their `label` key."""
+    header = f"| {label} | " + " | ".join(keys) + " |"
     lines = [header, "|" + " --- |" * (len(keys) + 1)]
     for m in rows:
-        lines.append(f"| {m['model']} | " + " | ".join(_fmt(m.get(k), 1 if k == "train_seconds" else 4)
+        lines.append(f"| {m[label]} | " + " | ".join(_fmt(m.get(k), 1 if k == "train_seconds" else 4)
                                                       for k in keys) + " |")
     return "\n".join(lines)

@@ -1,8 +1,9 @@
 """From images to anomaly maps and image scores, the same way for every caller.
 
-- reconstruction error map: |x - x̂| averaged over the 3 channels, `[N, H, W]`;
+- reconstruction error map: |x - x̂| averaged over the 3 channels by default, or another map of
+  `cae_keras.maps` (SSIM, gradient similarity, combinations), `[N, H, W]`;
 - anomaly map: that error map (or a model's own map) after a Gaussian blur (the config's sigma);
-- image score: the maximum of the anomaly map.
+- image score: the maximum of the anomaly map, or the mean of its top-k pixels.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import dataclasses
 import cv2
 import numpy as np
 
+from cae_keras import maps as error_map_components
+
+IMAGE_SCORES = ("max", "top_k_mean")
+
 
 def error_maps(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
     """|x - x̂| averaged over channels. `[N, H, W, 3]` x2 -> `[N, H, W] float32 >= 0`."""
-    return np.abs(images - reconstructions).mean(axis=-1).astype(np.float32)
+    return error_map_components.error_maps(images, reconstructions, "l1")
 
 
 def blur_maps(maps: np.ndarray, sigma: float) -> np.ndarray:
@@ -25,9 +30,40 @@ def blur_maps(maps: np.ndarray, sigma: float) -> np.ndarray:
     return np.stack([cv2.GaussianBlur(m.astype(np.float32), (0, 0), sigma) for m in maps])
 
 
-def image_scores(maps: np.ndarray) -> np.ndarray:
-    """Image score = maximum of each anomaly map. `[N, H, W]` -> `[N]`."""
-    return maps.reshape(len(maps), -1).max(axis=1)
+def image_scores(maps: np.ndarray, method: str = "max", top_k_fraction: float = 0.001) -> np.ndarray:
+    """Image score of each anomaly map. `[N, H, W]` -> `[N]`.
+
+    Args:
+        method: "max", or "top_k_mean": the mean of the `top_k_fraction` highest pixels (at least
+            one), which a single hot pixel moves less than the maximum.
+    """
+    flat = maps.reshape(len(maps), -1)
+    if method == "max":
+        return flat.max(axis=1)
+    k = max(1, round(top_k_fraction * flat.shape[1]))
+    return np.partition(flat, -k, axis=1)[:, -k:].mean(axis=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoringMethod:
+    """How model outputs become maps and scores: a run's config plus its calibration."""
+
+    blur_sigma: float
+    anomaly_map: str = "l1"
+    image_score: str = "max"
+    top_k_fraction: float = 0.001
+    map_scales: dict | None = None  # each component's validation mean, for combined maps
+
+    @classmethod
+    def of(cls, config, calibration: dict | None = None) -> "ScoringMethod":
+        """The method a run was configured with (`TrainConfig`, `calibration.json` contents)."""
+        return cls(config.blur_sigma, config.anomaly_map, config.image_score, config.top_k_fraction,
+                   (calibration or {}).get("map_scales"))
+
+    @property
+    def is_default(self) -> bool:
+        """The seed's scoring: L1 map, blurred, its maximum (what exported models compute)."""
+        return self.anomaly_map == "l1" and self.image_score == "max"
 
 
 @dataclasses.dataclass
@@ -55,16 +91,25 @@ def predict_batches(model, images: np.ndarray, batch_size: int = 32) -> np.ndarr
     return np.concatenate(outputs)
 
 
-def infer(model, output: str, images: np.ndarray, blur_sigma: float, batch_size: int = 32) -> Inference:
+def score_outputs(images: np.ndarray, predictions: np.ndarray, output: str, method: ScoringMethod) -> Inference:
+    """Maps and scores from a model's outputs (reconstructions or maps) for those images."""
+    if output == "reconstruction":
+        raw = error_map_components.error_maps(images, predictions, method.anomaly_map, method.map_scales)
+        reconstructions = predictions
+    else:
+        reconstructions, raw = None, predictions
+    maps = blur_maps(raw, method.blur_sigma)
+    return Inference(maps=maps, scores=image_scores(maps, method.image_score, method.top_k_fraction),
+                     reconstructions=reconstructions)
+
+
+def infer(model, output: str, images: np.ndarray, method: ScoringMethod | float, batch_size: int = 32) -> Inference:
     """Runs a model over `[N, S, S, 3] float32 in [0, 1]` images and scores them.
 
     Args:
         output: the model's `ModelSpec.output`: "reconstruction" or "anomaly_map".
+        method: how to score; a number is a blur sigma with the default L1 map and maximum.
     """
-    predictions = predict_batches(model, images, batch_size)
-    if output == "reconstruction":
-        reconstructions, raw = predictions, error_maps(images, predictions)
-    else:
-        reconstructions, raw = None, predictions
-    maps = blur_maps(raw, blur_sigma)
-    return Inference(maps=maps, scores=image_scores(maps), reconstructions=reconstructions)
+    if not isinstance(method, ScoringMethod):
+        method = ScoringMethod(blur_sigma=float(method))
+    return score_outputs(images, predict_batches(model, images, batch_size), output, method)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cae_keras import anomalies, data, distribution, models, preprocessing, scoring, thresholds
+from cae_keras import anomalies, calibration, data, distribution, models, preprocessing
 from cae_keras.config import TrainConfig, load_config, save_config
 from cae_keras.errors import CaeKerasError, ConfigError
 from cae_keras.files import write_atomic, write_text_atomic
@@ -98,6 +98,7 @@ def train(config: TrainConfig, run_dir: Path, verbose: int | str = "auto", strat
     """
     paths = RunPaths(Path(run_dir))
     spec = models.get_spec(config.model)
+    calibration.check_scoring(spec, config)
     models.check_image_size(config.model, config.image_size)
     _check_resumable(paths, config)
     if is_complete(paths, config):
@@ -184,12 +185,6 @@ def _without_optimizer(model, config: TrainConfig):
 def _calibrate(model, spec, config: TrainConfig, val_images: np.ndarray, val_paths: list[Path],
                paths: RunPaths) -> None:
     """Scores the validation normals and stores the threshold chosen from them."""
-    result = scoring.infer(model, spec.output, val_images, config.blur_sigma, config.batch_size)
-    threshold = thresholds.quantile_threshold(result.scores, config.threshold_quantile)
-    calibration = {
-        "threshold": threshold,
-        "rule": f"quantile {config.threshold_quantile} of validation-normal image scores",
-        "validation_scores": [float(s) for s in result.scores],
-        "validation_images": [str(p) for p in val_paths],
-    }
-    write_text_atomic(paths.calibration, json.dumps(calibration, indent=2) + "\n")
+    result = calibration.calibrate(model, spec, config, val_images)
+    result["validation_images"] = [str(p) for p in val_paths]
+    write_text_atomic(paths.calibration, json.dumps(result, indent=2) + "\n")

@@ -125,3 +125,21 @@ def test_decision_rules_table(trained, capsys):
     assert main(["evaluate", "--run", str(runs["pixel_stats"]), "--min-defect-area", "4"]) == 0
     table = (runs["pixel_stats"] / "decision_rules.md").read_text()
     assert table.count("\n") == 2 + 6 and "max-area rule (4 px)" in table and "Otsu per map" in table
+
+
+def test_evaluate_with_another_scoring_recalibrates_and_keeps_the_runs_metrics(trained, capsys):
+    _, runs = trained
+    run = runs["seed_cae"]
+    assert main(["evaluate", "--run", str(run)]) == 0
+    own = (run / "metrics.json").read_text()
+    assert main(["evaluate", "--run", str(run), "--anomaly-map", "l1+ssim", "--image-score", "top_k_mean",
+                 "--compare-scoring"]) == 0
+    assert (run / "metrics.json").read_text() == own
+    other = json.loads((run / "scoring" / "l1-ssim_top_k_mean" / "metrics.json").read_text())
+    assert other["anomaly_map"] == "l1+ssim" and other["image_score"] == "top_k_mean"
+    assert other["threshold"] != json.loads(own)["threshold"]
+    table = (run / "scoring" / "l1-ssim_top_k_mean" / "scoring_methods.md").read_text()
+    assert table.count("\n") == 2 + 12 and "| msgms, top_k_mean |" in table
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(runs["pixel_stats"]), "--anomaly-map", "ssim"]) == 2
+    assert "own anomaly map" in capsys.readouterr().err

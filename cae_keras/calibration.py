@@ -1,0 +1,42 @@
+"""Choosing a run's threshold (and the scales of combined maps) from its validation normals only.
+
+Test labels never enter here: the threshold is the configured quantile of the image scores of
+normal images the model did not train on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cae_keras import maps, scoring, thresholds
+from cae_keras.errors import ConfigError
+
+
+def calibrate(model, spec, config, val_images: np.ndarray) -> dict:
+    """Scores the validation normals with the config's scoring method.
+
+    Returns:
+        the contents of `calibration.json` (without the image paths): threshold, rule, the
+        validation scores, and for reconstruction models each map component's validation mean.
+    """
+    predictions = scoring.predict_batches(model, val_images, config.batch_size)
+    map_scales = None
+    if spec.output == "reconstruction":
+        map_scales = maps.component_scales(val_images, predictions, config.anomaly_map)
+    method = scoring.ScoringMethod.of(config, {"map_scales": map_scales})
+    result = scoring.score_outputs(val_images, predictions, spec.output, method)
+    return {
+        "threshold": thresholds.quantile_threshold(result.scores, config.threshold_quantile),
+        "rule": f"quantile {config.threshold_quantile} of validation-normal image scores",
+        "anomaly_map": config.anomaly_map if spec.output == "reconstruction" else "the model's own map",
+        "image_score": config.image_score,
+        "map_scales": map_scales,
+        "validation_scores": [float(s) for s in result.scores],
+    }
+
+
+def check_scoring(spec, config) -> None:
+    """Refuses map choices for models that output their own anomaly map."""
+    if spec.output != "reconstruction" and config.anomaly_map != "l1":
+        raise ConfigError(f"model '{spec.name}' outputs its own anomaly map; --anomaly-map "
+                          f"{config.anomaly_map!r} applies to reconstruction models only")
