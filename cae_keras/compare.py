@@ -18,11 +18,12 @@ COMPARISON_KEYS = ("image_auroc", "pixel_auroc", "aupro", "pixel_ap", "image_f1"
 
 
 def compare(data: Path, category: str, model_names: list[str], out: Path, verbose: int | str = 2,
-            **training) -> list[dict]:
+            model_epochs: dict[str, int] | None = None, **training) -> list[dict]:
     """Trains (or resumes) and evaluates each model into `out/<model>`, then writes
     `out/comparison.md`, `out/comparison.json` and `out/comparison.png`.
 
     Args:
+        model_epochs: epochs for some models, instead of `training["epochs"]` or their own recipe.
         training: TrainConfig fields shared by every model (epochs, image_size, batch_size, seed, ...).
 
     Returns:
@@ -35,7 +36,8 @@ def compare(data: Path, category: str, model_names: list[str], out: Path, verbos
     for number, name in enumerate(model_names, 1):
         if verbose:
             print(f"[compare {number}/{len(model_names)}] {name}")
-        config = TrainConfig(data=str(data), category=category, model=name, **training)
+        settings = {**training, **({"epochs": model_epochs[name]} if name in (model_epochs or {}) else {})}
+        config = TrainConfig(data=str(data), category=category, model=name, **settings)
         train(config, out / name, verbose=verbose)
         evaluation = evaluate_run(out / name, progress=bool(verbose))
         write_report(evaluation, out / name)

@@ -18,6 +18,9 @@ CONFIG_VERSION = 1
 """Bumped whenever a field's meaning changes; a run folder with another version is refused."""
 
 
+DEFAULT_MODEL = "seed_cae"
+"""What `cae-keras train` trains when no --model is given."""
+
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 """Keras dtype policies: bfloat16 pays on CPUs with AVX-512 BF16 / AMX, float16 on GPUs."""
 JIT_CHOICES = ("auto", "on", "off")
@@ -39,9 +42,9 @@ class TrainConfig:
 
     data: str
     category: str
-    model: str = "seed_cae"
+    model: str = DEFAULT_MODEL
     image_size: int = 256
-    epochs: int = 200
+    epochs: int | None = None  # None: the model's recipe (`ModelSpec.default_epochs`)
     batch_size: int = 32
     learning_rate: float = 2e-4
     seed: int = 0
@@ -60,6 +63,10 @@ class TrainConfig:
     config_version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
+        if self.epochs is None:
+            from cae_keras.models import get_spec  # models imports Keras lazily; this stays light
+
+            self.epochs = get_spec(self.model).default_epochs
         if self.blur_sigma is None:
             self.blur_sigma = default_blur_sigma(self.image_size)
         self.validate()

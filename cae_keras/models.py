@@ -28,6 +28,7 @@ class ModelSpec:
     trained_by: str  # "gradient" (model.fit on `loss`) or "statistics" (one pass over the data)
     stride: int  # the image size must be a multiple of this
     loss: str = "mse"  # "mse", "ssim" (1 - SSIM) or "draem" (a loss per output of the training model)
+    default_epochs: int = 200  # the recipe's length when `epochs` is not given
 
     def loss_function(self):
         """What `model.compile` gets as its loss."""
@@ -166,7 +167,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec("attention_cae", "the conv CAE with spatial attention (CBAM) on the code and decoder",
                   variants.build_attention_cae, "reconstruction", "gradient", 8),
         ModelSpec("draem", "DRAEM-style: reconstructive + discriminative networks trained on synthetic anomalies",
-                  variants.build_draem, "anomaly_map", "gradient", 16, loss="draem"),
+                  variants.build_draem, "anomaly_map", "gradient", 16, loss="draem", default_epochs=40),
         ModelSpec("pixel_stats", "per-pixel mean/std of the training normals; map = |x - mean| / std",
                   build_pixel_stats, "anomaly_map", "statistics", 1),
     ]

@@ -109,10 +109,10 @@ def test_unwritable_output_is_one_line_and_exit_code_1(trained, tmp_path, capsys
 def test_compare_writes_a_table_json_and_figure(trained, tmp_path, capsys):
     root, _ = trained
     out = tmp_path / "cmp"
-    assert main(["compare", "--data", str(root), "--category", "bottle", "--models", "pixel_stats,conv_cae",
+    assert main(["compare", "--data", str(root), "--category", "bottle", "--models", "pixel_stats,conv_cae,draem",
                  "--out", str(out), "--epochs", "1", "--image-size", "32", "--batch-size", "8"]) == 0
     rows = json.loads((out / "comparison.json").read_text())
-    assert [r["model"] for r in rows] == ["pixel_stats", "conv_cae"]
+    assert [r["model"] for r in rows] == ["pixel_stats", "conv_cae", "draem"]
     assert all(CONTRACT_KEYS <= set(r) and r["parameters"] > 0 for r in rows)
     assert "parameters" in (out / "comparison.md").read_text()
     assert (out / "comparison.png").stat().st_size > 1000

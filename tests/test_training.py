@@ -92,3 +92,19 @@ def test_mixed_precision_and_xla_train_and_save_float32_outputs(tiny_dataset, tm
 def test_bad_precision_is_refused(tiny_dataset):
     with pytest.raises(ConfigError, match="precision must be one of"):
         _config(tiny_dataset, precision="int4")
+
+
+def test_each_model_has_its_own_default_recipe_length():
+    assert TrainConfig(data="d", category="c", model="seed_cae").epochs == 200
+    assert TrainConfig(data="d", category="c", model="draem").epochs == 40  # fits 15 min at 256 px on 2 cores
+    assert TrainConfig(data="d", category="c", model="draem", epochs=3).epochs == 3
+    with pytest.raises(ConfigError, match="unknown model"):
+        TrainConfig(data="d", category="c", model="nope")
+
+
+def test_map_choices_are_refused_for_models_with_their_own_map(tiny_dataset, tmp_path):
+    config = TrainConfig(data=str(tiny_dataset), category="bottle", model="pixel_stats", image_size=32,
+                         anomaly_map="ssim")
+    with pytest.raises(ConfigError, match="own anomaly map"):
+        train(config, tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run" / "config.json").exists()
