@@ -290,7 +290,8 @@ def _demo(args) -> None:
     print()
     print(comparison_table(rows))
     print()
-    print(f"[demo] {DEFAULT_MODEL} trained its own recipe; seed_cae {args.epochs} epochs here (the seed's recipe is 200):\n"
+    print(f"[demo] {DEFAULT_MODEL} trained its own recipe; seed_cae {args.epochs} epochs here "
+          "(the seed's recipe is 200):\n"
           f"       cae-keras train --data {args.data} --category bottle --model seed_cae --run runs/seed_cae_full"
           " --epochs 200")
     print(f"[demo] reports: {args.runs}/<model>/report.md; table and figure: {args.runs}/comparison.md, "

@@ -36,7 +36,8 @@ def test_exported_latency_reports_every_format(tiny_dataset, tmp_path):
     from cae_keras.config import TrainConfig
     from cae_keras.training import train
 
-    run = train(TrainConfig(data=str(tiny_dataset), category="bottle", image_size=32, epochs=1, batch_size=8),
+    run = train(TrainConfig(data=str(tiny_dataset), category="bottle", model="seed_cae", image_size=32, epochs=1,
+                            batch_size=8),
                 tmp_path / "run", verbose=0)
     result = bench.exported_latency(run.root, formats=("savedmodel", "tflite-int8"), images=4, repeats=3)
     assert set(result) == {"keras", "savedmodel", "tflite-int8"}

@@ -25,8 +25,8 @@ MIRRORED_SCRIPT = textwrap.dedent("""
                   progress=False)
     weights = {}
     for strategy in ("none", "mirrored"):
-        config = TrainConfig(data=root + "/even", category="bottle", image_size=32, epochs=2, batch_size=8,
-                             augment=False)
+        config = TrainConfig(data=root + "/even", category="bottle", model="seed_cae", image_size=32, epochs=2,
+                             batch_size=8, augment=False)
         paths = train(config, f"{root}/{strategy}", verbose=0, strategy=strategy)
         weights[strategy] = models.load_model(paths.model).get_weights()
     out["max_weight_difference"] = max(float(np.abs(a - b).max()) for a, b in zip(*weights.values()))
@@ -34,7 +34,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     # 34 images: 3 held out, 31 to train: uneven batches must still split over the replicas
     write_dataset(root + "/odd", "bottle", SynthConfig(image_size=32, n_train=34, n_test_good=1, n_per_defect=1),
                   progress=False)
-    config = TrainConfig(data=root + "/odd", category="bottle", image_size=32, epochs=1, batch_size=8)
+    config = TrainConfig(data=root + "/odd", category="bottle", model="seed_cae", image_size=32, epochs=1, batch_size=8)
     out["uneven_ok"] = train(config, root + "/odd_run", verbose=0, strategy="mirrored").model.is_file()
     print(json.dumps(out))
 """)
@@ -54,7 +54,8 @@ def test_multi_worker_trains_alone_without_tf_config(tiny_dataset, tmp_path):
     run = tmp_path / "run"
     result = subprocess.run(
         [sys.executable, "-m", "cae_keras", "train", "--data", str(tiny_dataset), "--category", "bottle",
-         "--run", str(run), "--epochs", "1", "--image-size", "32", "--batch-size", "8", "--strategy", "multi-worker"],
+         "--model", "seed_cae", "--run", str(run), "--epochs", "1", "--image-size", "32", "--batch-size", "8",
+         "--strategy", "multi-worker"],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run / "model.keras").is_file()

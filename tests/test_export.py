@@ -15,7 +15,8 @@ TOLERANCE = {"savedmodel": 1e-4, "tflite": 1e-4, "onnx": 1e-4, "tflite-int8": No
 
 @pytest.fixture(scope="module")
 def run(tiny_dataset, tmp_path_factory):
-    config = TrainConfig(data=str(tiny_dataset), category="bottle", image_size=32, epochs=1, batch_size=8)
+    config = TrainConfig(data=str(tiny_dataset), category="bottle", model="seed_cae", image_size=32, epochs=1,
+                         batch_size=8)
     return train(config, tmp_path_factory.mktemp("export") / "run", verbose=0)
 
 
