@@ -7,6 +7,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from cae_keras.data import Category
+from cae_keras.plots import NotebookFigure
 
 
 def counts(category: Category) -> dict[str, int]:
@@ -41,7 +42,7 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 
 def intensity_histograms(good: np.ndarray, defective: np.ndarray, bins: int = 64) -> Figure:
     """Per-channel intensity histograms (density) of good vs defective images `[N, H, W, 3]`."""
-    figure = Figure(figsize=(12, 3.2), layout="constrained")
+    figure = NotebookFigure(figsize=(12, 3.2), layout="constrained")
     edges = np.linspace(0, 1, bins + 1)
     for c, name in enumerate(("red", "green", "blue")):
         axes = figure.add_subplot(1, 3, c + 1)
@@ -60,7 +61,7 @@ def texture_figure(images: np.ndarray, titles: list[str], masks: list[np.ndarray
     from cae_keras.plots import overlay_outline
 
     columns = ("image", "local variance (7x7)", "gradient magnitude", "log Fourier spectrum")
-    figure = Figure(figsize=(11, 2.8 * len(images)), layout="constrained")
+    figure = NotebookFigure(figsize=(11, 2.8 * len(images)), layout="constrained")
     grid = figure.subplots(len(images), 4, squeeze=False)
     for r, (image, title, mask) in enumerate(zip(images, titles, masks)):
         gray = to_gray(image)

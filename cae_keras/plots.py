@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import cv2
 import numpy as np
 from matplotlib import colormaps
@@ -9,9 +11,22 @@ from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve as sk_roc_curve
 
 
+class NotebookFigure(Figure):
+    """A Figure that Jupyter shows as an image when it is a cell's value.
+
+    Figures made without pyplot have no display hook unless a notebook runs `%matplotlib inline`
+    first; without one, a cell ending in a figure would print only `<Figure size ...>`.
+    """
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, dpi=90, format="png")
+        return buffer.getvalue()
+
+
 def loss_curve(history: list[dict], title: str = "Training loss") -> Figure:
     """Training and validation loss per epoch, from `history.csv` rows."""
-    figure = Figure(figsize=(6, 4), layout="constrained")
+    figure = NotebookFigure(figsize=(6, 4), layout="constrained")
     axes = figure.add_subplot()
     epochs = [row["epoch"] for row in history]
     for key, label in (("loss", "training"), ("val_loss", "validation normals")):
@@ -29,7 +44,7 @@ def loss_curve(history: list[dict], title: str = "Training loss") -> Figure:
 
 def roc_curve(labels: np.ndarray, scores: np.ndarray, auroc: float | None, title: str = "Image-level ROC") -> Figure:
     """The ROC curve of image scores, with its AUROC in the legend."""
-    figure = Figure(figsize=(4.5, 4.5), layout="constrained")
+    figure = NotebookFigure(figsize=(4.5, 4.5), layout="constrained")
     axes = figure.add_subplot()
     if auroc is not None:
         fpr, tpr, _ = sk_roc_curve(labels, scores)
@@ -43,7 +58,7 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray, auroc: float | None, title
 def score_histogram(scores: np.ndarray, defect_types: list[str], threshold: float,
                     title: str = "Image scores") -> Figure:
     """Histograms of good and of each defect type's image scores, with the decision threshold."""
-    figure = Figure(figsize=(6.5, 4), layout="constrained")
+    figure = NotebookFigure(figsize=(6.5, 4), layout="constrained")
     axes = figure.add_subplot()
     types = np.asarray(defect_types)
     bins = np.linspace(min(scores.min(), threshold), max(scores.max(), threshold), 30)
@@ -85,7 +100,7 @@ def overlay(image: np.ndarray, anomaly_map: np.ndarray, vmax: float, mask: np.nd
 def image_grid(images: list[np.ndarray], titles: list[str], columns: int = 4, cmap: str = "magma") -> Figure:
     """Images (RGB `[H, W, 3]` or maps `[H, W]`) in a grid with titles."""
     rows = -(-len(images) // columns)
-    figure = Figure(figsize=(2.6 * columns, 2.6 * rows), layout="constrained")
+    figure = NotebookFigure(figsize=(2.6 * columns, 2.6 * rows), layout="constrained")
     grid = figure.subplots(rows, columns, squeeze=False)
     for axes in grid.ravel():
         axes.axis("off")
@@ -106,7 +121,7 @@ def gallery(images: np.ndarray, maps: np.ndarray, masks: np.ndarray, defect_type
             for i in np.flatnonzero(types == name)[:per_type]]
     columns = ["input"] + (["reconstruction"] if reconstructions is not None else []) + [
         "anomaly map", "overlay + ground truth"]
-    figure = Figure(figsize=(2.4 * len(columns), 2.4 * len(rows)), layout="constrained")
+    figure = NotebookFigure(figsize=(2.4 * len(columns), 2.4 * len(rows)), layout="constrained")
     grid = figure.subplots(len(rows), len(columns), squeeze=False)
     for r, i in enumerate(rows):
         panels = [images[i]] + ([reconstructions[i]] if reconstructions is not None else []) + [
@@ -125,7 +140,7 @@ def gallery(images: np.ndarray, maps: np.ndarray, masks: np.ndarray, defect_type
 def comparison_bars(rows: list[dict], keys: tuple[str, ...] = ("image_auroc", "pixel_auroc", "aupro"),
                     title: str = "Detection by model") -> Figure:
     """Grouped bars of detection figures, one group per model (missing figures drawn as 0)."""
-    figure = Figure(figsize=(max(6, 1.3 * len(rows) + 2), 4), layout="constrained")
+    figure = NotebookFigure(figsize=(max(6, 1.3 * len(rows) + 2), 4), layout="constrained")
     axes = figure.add_subplot()
     width = 0.8 / len(keys)
     positions = np.arange(len(rows))
