@@ -31,8 +31,10 @@ def _epochs_in(history_path) -> list[int]:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
 def test_killed_training_resumes(tiny_dataset, tmp_path, signum):
     run = tmp_path / "run"
+    # A shell without job control starts background jobs with SIGINT ignored, and Python keeps
+    # it ignored; the child gets the default back, so the test does not depend on how it was run.
     process = subprocess.Popen(_train_command(tiny_dataset, run), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while len(_epochs_in(run / "history.csv")) < 2 and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
