@@ -204,7 +204,7 @@ def _evaluate(args) -> dict:
         from cae_keras.files import write_text_atomic
         from cae_keras.reports import comparison_table
 
-        rows = compare_scoring(args.run)
+        rows = compare_scoring(args.run, evaluation=evaluation)
         table = comparison_table(rows, SCORING_KEYS, label="method")
         write_text_atomic(paths.root / "scoring_methods.md", table + "\n")
         print(table)

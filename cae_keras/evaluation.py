@@ -98,11 +98,13 @@ SCORING_KEYS = ("image_auroc", "pixel_auroc", "aupro", "pixel_ap", "image_f1")
 
 
 def compare_scoring(run_dir: Path, anomaly_maps=("l1", "l2", "ssim", "msgms", "l1+ssim", "msgms+ssim"),
-                    image_scores=scoring.IMAGE_SCORES, progress: bool = True) -> list[dict]:
+                    image_scores=scoring.IMAGE_SCORES, progress: bool = True,
+                    evaluation: Evaluation | None = None) -> list[dict]:
     """Scores one reconstruction run with every map and image score: one row each.
 
-    The model runs once over the validation and test images; each method then gets its own map
-    scales and threshold from the validation normals, and is measured on the test split.
+    The model runs once over the validation and test images (not again over the test images when
+    `evaluation`, this run's, already holds their reconstructions); each method then gets its own
+    map scales and threshold from the validation normals, and is measured on the test split.
     """
     paths, config = open_run(run_dir)
     spec = models.get_spec(config.model)
@@ -112,9 +114,12 @@ def compare_scoring(run_dir: Path, anomaly_maps=("l1", "l2", "ssim", "msgms", "l
     model = models.load_model(paths.model)
     val_images = validation_images(config)
     val_recon = scoring.predict_batches(model, val_images, config.batch_size)
-    test = data.load_test_set(data.read_category(Path(config.data), config.category), config.image_size,
-                              progress=progress)
-    test_recon = scoring.predict_batches(model, test.images, config.batch_size)
+    if evaluation is not None and evaluation.inference.reconstructions is not None:
+        test, test_recon = evaluation.test, evaluation.inference.reconstructions
+    else:
+        test = data.load_test_set(data.read_category(Path(config.data), config.category), config.image_size,
+                                  progress=progress)
+        test_recon = scoring.predict_batches(model, test.images, config.batch_size)
     rows = []
     for anomaly_map in anomaly_maps:
         scales = maps.component_scales(val_images, val_recon, anomaly_map)
