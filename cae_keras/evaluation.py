@@ -122,16 +122,22 @@ def compare_scoring(run_dir: Path, anomaly_maps=("l1", "l2", "ssim", "msgms", "l
         test_recon = scoring.predict_batches(model, test.images, config.batch_size)
     rows = []
     for anomaly_map in anomaly_maps:
-        scales = maps.component_scales(val_images, val_recon, anomaly_map)
+        # Maps and pixel metrics depend on the map only: computed once, then each image score.
+        method = scoring.ScoringMethod(config.blur_sigma, anomaly_map, map_scales=maps.component_scales(
+            val_images, val_recon, anomaly_map))
+        val_maps = scoring.score_outputs(val_images, val_recon, spec.output, method).maps
+        test_result = scoring.score_outputs(test.images, test_recon, spec.output, method)
+        pixel_figures = None
         for image_score in image_scores:
-            method = scoring.ScoringMethod(config.blur_sigma, anomaly_map, image_score, config.top_k_fraction,
-                                           scales)
-            val_scores = scoring.score_outputs(val_images, val_recon, spec.output, method).scores
+            val_scores = scoring.image_scores(val_maps, image_score, config.top_k_fraction)
+            test_scores = scoring.image_scores(test_result.maps, image_score, config.top_k_fraction)
             threshold = thresholds.quantile_threshold(val_scores, config.threshold_quantile)
-            figures = summarize(test, scoring.score_outputs(test.images, test_recon, spec.output, method), threshold)
+            if pixel_figures is None:
+                pixel_figures = summarize(test, dataclasses.replace(test_result, scores=test_scores), threshold)
+            figures = {**pixel_figures, "image_auroc": metrics.image_auroc(test.labels, test_scores),
+                       "image_f1": metrics.image_f1(test.labels, test_scores, threshold)}
             rows.append(_plain({"method": f"{anomaly_map}, {image_score}", "anomaly_map": anomaly_map,
-                                "image_score": image_score,
-                                **{k: figures[k] for k in SCORING_KEYS}}))
+                                "image_score": image_score, **{k: figures[k] for k in SCORING_KEYS}}))
     return rows
 
 
