@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(REGISTRY), help=f"default: {DEFAULT_MODEL}")
     train.add_argument("--run", required=True, type=Path, help="run folder")
     train.add_argument("--epochs", type=_positive_int,
-                       help="default: the model's recipe (200; draem 40, which fits 15 min at 256 px on 2 cores)")
+                       help="default: the model's recipe (200; draem 40; patch_nn and pixel_stats need none)")
     train.add_argument("--image-size", type=_positive_int, default=256)
     train.add_argument("--batch-size", type=_positive_int, default=32)
     train.add_argument("--learning-rate", type=float, default=2e-4)
@@ -124,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--seed", type=int, default=0)
     compare.add_argument("--precision", default="float32", choices=PRECISIONS)
 
-    demo = commands.add_parser("demo", help="synthetic data; the default model, seed_cae and pixel_stats compared")
+    demo = commands.add_parser("demo", help="synthetic data; the default model, pixel_stats and seed_cae compared")
     demo.add_argument("--data", type=Path, default=Path("data/synthetic"))
     demo.add_argument("--runs", type=Path, default=Path("runs/demo"))
     demo.add_argument("--epochs", type=_positive_int, default=DEFAULT_DEMO_EPOCHS, help="seed_cae's epochs")
@@ -284,14 +284,14 @@ def _demo(args) -> None:
     started = time.perf_counter()
     write_dataset(args.data, "bottle", SynthConfig(image_size=args.image_size))
     print(f"[demo] synthetic bottle written to {args.data / 'bottle'}")
-    models = list(dict.fromkeys([DEFAULT_MODEL, "seed_cae", "pixel_stats"]))
+    models = list(dict.fromkeys([DEFAULT_MODEL, "pixel_stats", "seed_cae"]))
     rows = compare(args.data, "bottle", models, args.runs, model_epochs={"seed_cae": args.epochs},
                    image_size=args.image_size)
     print()
     print(comparison_table(rows))
     print()
-    print(f"[demo] {DEFAULT_MODEL} trained its own recipe; seed_cae {args.epochs} epochs here "
-          "(the seed's recipe is 200):\n"
+    print(f"[demo] {DEFAULT_MODEL} and pixel_stats are fitted in full (no epochs); seed_cae trained {args.epochs} "
+          "epochs here, its full recipe is 200:\n"
           f"       cae-keras train --data {args.data} --category bottle --model seed_cae --run runs/seed_cae_full"
           " --epochs 200")
     print(f"[demo] reports: {args.runs}/<model>/report.md; table and figure: {args.runs}/comparison.md, "

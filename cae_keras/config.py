@@ -18,7 +18,7 @@ CONFIG_VERSION = 1
 """Bumped whenever a field's meaning changes; a run folder with another version is refused."""
 
 
-DEFAULT_MODEL = "draem"
+DEFAULT_MODEL = "patch_nn"
 """What `cae-keras train` trains when no --model is given."""
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")

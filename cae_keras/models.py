@@ -29,6 +29,7 @@ class ModelSpec:
     stride: int  # the image size must be a multiple of this
     loss: str = "mse"  # "mse", "ssim" (1 - SSIM) or "draem" (a loss per output of the training model)
     default_epochs: int = 200  # the recipe's length when `epochs` is not given
+    fit: Callable | None = None  # statistics models: (config, train uint8, val float, verbose) -> (model, record)
 
     def loss_function(self):
         """What `model.compile` gets as its loss."""
@@ -143,6 +144,30 @@ def fit_pixel_statistics(model, dataset) -> None:
     layer.set_weights([mean.astype("float32"), std.astype("float32")])
 
 
+def fit_pixel_stats(config, train_images, val_images, verbose=True):
+    """Builds `pixel_stats` and sets its statistics from `[N, S, S, 3] uint8` training normals."""
+    from cae_keras import preprocessing
+
+    model = build_pixel_stats(config.image_size)
+    fit_pixel_statistics(model, preprocessing.make_dataset(train_images, config.batch_size, training=False,
+                                                           targets=False))
+    return model, None
+
+
+def fit_patch_nn(config, train_images, val_images, verbose=True):
+    """Fills `patch_nn`'s memory and chooses its search (see `cae_keras.patch_nn.fit_patch_nn`)."""
+    from cae_keras import patch_nn
+
+    return patch_nn.fit_patch_nn(train_images, val_images, config.image_size, config.blur_sigma, config.seed,
+                                 verbose=bool(verbose))
+
+
+def _build_patch_nn(image_size: int):
+    from cae_keras import patch_nn
+
+    return patch_nn.build_patch_nn(image_size)
+
+
 def _check_size(image_size: int, stride: int, name: str) -> None:
     if image_size % stride:
         raise ConfigError(
@@ -169,7 +194,10 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec("draem", "DRAEM-style: reconstructive + discriminative networks trained on synthetic anomalies",
                   variants.build_draem, "anomaly_map", "gradient", 16, loss="draem", default_epochs=40),
         ModelSpec("pixel_stats", "per-pixel mean/std of the training normals; map = |x - mean| / std",
-                  build_pixel_stats, "anomaly_map", "statistics", 1),
+                  build_pixel_stats, "anomaly_map", "statistics", 1, fit=fit_pixel_stats),
+        ModelSpec("patch_nn", "each patch against its nearest training-normal patch (SPADE/PatchCore-style, "
+                  "hand-made multi-scale features, no training)",
+                  _build_patch_nn, "anomaly_map", "statistics", 1, fit=fit_patch_nn),
     ]
 }
 
@@ -219,6 +247,9 @@ def load_model(path) -> "keras.Model":  # noqa: F821
     """Loads a `.keras` file in Keras safe mode (no arbitrary code from the file is run)."""
     import keras
 
+    from cae_keras import patch_nn
+
     _pixel_statistics_layer()  # registers the custom layers and losses before deserialising
     variants._custom_layers()
+    patch_nn._layer_class()
     return keras.models.load_model(path, safe_mode=True)

@@ -115,16 +115,16 @@ def train(config: TrainConfig, run_dir: Path, verbose: int | str = "auto", strat
     val_images = data.load_images(val_paths, config.image_size, "validation images" if verbose else None)
 
     if spec.trained_by == "statistics":
-        model = models.build_model(config.model, config.image_size)
         started = time.perf_counter()
-        models.fit_pixel_statistics(model, preprocessing.make_dataset(
-            train_images, config.batch_size, training=False, targets=False))
+        model, record = spec.fit(config, train_images, val_images, verbose)
         write_history(paths.history, [{"epoch": 1, "loss": None, "val_loss": None,
                                        "seconds": time.perf_counter() - started}])
+        if record is not None:
+            write_text_atomic(paths.root / "selection.json", json.dumps(record, indent=2) + "\n")
+        write_atomic(paths.model, lambda tmp: model.save(tmp))
     else:
         model = _fit(config, paths, train_images, val_images, verbose, strategy)
-
-    write_atomic(paths.model, lambda tmp: _without_optimizer(model, config).save(tmp))
+        write_atomic(paths.model, lambda tmp: _without_optimizer(model, config).save(tmp))
     _calibrate(model, spec, config, val_images, val_paths, paths)
     return paths
 

@@ -76,8 +76,8 @@ def test_bad_input_is_one_line_and_exit_code_2(trained, tmp_path, capsys):
     error = capsys.readouterr().err
     assert "unknown category 'cable'" in error and "Traceback" not in error
     assert main(["train", "--data", str(root), "--category", "bottle", "--run", str(tmp_path / "r"),
-                 "--image-size", "36"]) == 2
-    assert "not a multiple of 16" in capsys.readouterr().err  # the default model, draem, halves the size 4 times
+                 "--model", "draem", "--image-size", "36"]) == 2
+    assert "not a multiple of 16" in capsys.readouterr().err  # draem halves the size 4 times
     assert main(["evaluate", "--run", str(tmp_path / "missing")]) == 2
     assert "run folder not found" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:  # argparse: usage line and exit code 2

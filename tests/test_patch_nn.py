@@ -1,0 +1,93 @@
+"""patch_nn: the nearest-neighbour search against brute force, the fit and its choice, saving."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cae_keras import anomalies, models, patch_nn
+from cae_keras.config import TrainConfig
+from cae_keras.training import train
+
+
+def _brute_force(queries, memory, search, radius):
+    """Squared distance of each query cell to its nearest memorised cell, the slow way."""
+    n, grid, _, _ = queries.shape
+    out = np.full(queries.shape[:3], np.inf)
+    for b in range(n):
+        for y in range(grid):
+            for x in range(grid):
+                if search == "anywhere":
+                    candidates = memory
+                else:
+                    # the layer pads the memory by mirroring, so positions past the border reflect back
+                    ys = [min(max(v, -1 - v), 2 * grid - 1 - v) for v in range(y - radius, y + radius + 1)]
+                    xs = [min(max(v, -1 - v), 2 * grid - 1 - v) for v in range(x - radius, x + radius + 1)]
+                    candidates = memory[:, ys][:, :, xs].reshape(-1, memory.shape[-1])
+                out[b, y, x] = ((candidates - queries[b, y, x]) ** 2).sum(-1).min()
+    return out
+
+
+@pytest.mark.parametrize("search", patch_nn.SEARCHES)
+def test_nearest_distances_match_brute_force(search, monkeypatch):
+    monkeypatch.setattr(patch_nn, "GRID", 6)
+    monkeypatch.setattr(patch_nn, "DIMS", 4)
+    rng = np.random.default_rng(0)
+    queries = rng.normal(size=(2, 6, 6, 4)).astype(np.float32)
+    memory = rng.normal(size=(3, 6, 6, 4)).astype(np.float32)
+    if search == "anywhere":
+        memory = memory.reshape(-1, 4)
+    layer = patch_nn._layer_class()(24, search, len(memory), radius=1)
+    layer.build((None, 24, 24, 3))
+    layer.memory.assign(memory.astype(np.float16))
+    got = np.asarray(layer.nearest_distances(queries))
+    expected = _brute_force(queries, memory.astype(np.float16).astype(np.float32), search, 1)
+    assert np.allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_object_masks_find_the_part_or_the_whole_texture():
+    image = np.full((1, 64, 64, 3), 0.1, np.float32)
+    image[0, 20:44, 16:40] = 0.8
+    found = anomalies.object_masks(image)[0]
+    assert found[24:40, 20:36].all() and not found[:8].any() and not found[:, -8:].any()
+    texture = np.random.default_rng(0).random((1, 64, 64, 3)).astype(np.float32)
+    assert anomalies.object_masks(texture)[0].all()
+
+
+def test_anomalies_stay_where_allowed():
+    import tensorflow as tf
+
+    images = np.random.default_rng(1).random((16, 32, 32, 3)).astype(np.float32)
+    allowed = np.zeros((16, 32, 32, 1), np.float32)
+    allowed[:, 8:24, 8:24] = 1.0
+    augmented, mask = anomalies.synthesize(tf.constant(images), tf.constant(3, tf.int64), tf.constant(allowed))
+    mask = np.asarray(mask)
+    assert mask.any() and not (mask * (1 - allowed)).any()
+    changed = np.abs(np.asarray(augmented) - images).max(-1) > 1e-6
+    assert not changed[allowed[..., 0] == 0].any()
+
+
+def test_patch_nn_trains_finds_a_defect_and_round_trips(tiny_dataset, tmp_path):
+    config = TrainConfig(data=str(tiny_dataset), category="bottle", model="patch_nn", image_size=48)
+    paths = train(config, tmp_path / "run", verbose=0)
+    selection = json.loads((paths.root / "selection.json").read_text())
+    assert selection["kept"] in selection["candidates"] and len(selection["candidates"]) == 4
+    assert all(0.0 <= c["image_auroc"] <= 1.0 for c in selection["candidates"].values())
+
+    model = models.load_model(paths.model)
+    from cae_keras import data
+
+    normal = data.load_image(sorted((tiny_dataset / "bottle" / "test" / "good").iterdir())[0], 48)
+    defective = normal.copy()
+    defective[30:36, 12:18] = [1.0, 0.0, 1.0]  # a magenta square no normal image has
+    maps = model.predict(np.stack([normal, defective]), verbose=0)
+    assert maps.shape == (2, 48, 48) and np.isfinite(maps).all()
+    hottest = np.unravel_index(maps[1].argmax(), maps[1].shape)
+    assert 26 <= hottest[0] <= 39 and 8 <= hottest[1] <= 21, hottest
+    assert maps[1].max() > 2 * maps[0].max()
+
+    model.save(tmp_path / "again.keras")
+    assert np.allclose(models.load_model(tmp_path / "again.keras").predict(np.stack([defective]), verbose=0),
+                       maps[1:], atol=1e-5)
