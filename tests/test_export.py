@@ -41,7 +41,13 @@ def test_exported_maps_match_the_keras_model(run, uint8_images, tmp_path, fmt):
         assert difference < 0.1 * reference.maps.max()
         assert list(np.argsort(result["score"])) == list(np.argsort(reference.scores))
     threshold = runs.read_calibration(run)["threshold"]
-    assert list(result["defective"]) == list(result["score"] > threshold)
+    clear = slice(None)
+    if fmt == "tflite-int8":
+        # The int8 graph compares score and threshold in quantized arithmetic, so a score within a
+        # quantization step of the threshold can fall either way (issue 10 moves the comparison to
+        # float). Away from the threshold the decision must agree.
+        clear = np.abs(result["score"] - threshold) > 0.01 * threshold
+    assert list(result["defective"][clear]) == list((result["score"] > threshold)[clear])
 
 
 def test_savedmodel_resizes_raw_images_inside(run, uint8_images, tmp_path):
