@@ -98,9 +98,12 @@ def cell_features(images, image_size: int):
         contrast = tf.sqrt(tf.maximum(_blur(opponent[..., :1] ** 2, sigma_px) - luma**2, 0.0) + 1e-8)
         channels += [smooth, gx, gy, tf.sqrt(gx**2 + gy**2 + 1e-12), contrast]
     features = tf.concat(channels, axis=-1)
-    if image_size != GRID:
-        features = tf.image.resize(features, [GRID, GRID], method="area")
-    return features
+    if image_size % GRID == 0 and image_size > GRID:  # each cell the mean of its pixels
+        cell = image_size // GRID
+        features = tf.nn.avg_pool2d(features, cell, cell, "VALID")
+    elif image_size != GRID:  # the features are already smooth at the cell's scale; TFLite has no area resize
+        features = tf.image.resize(features, [GRID, GRID], method="bilinear")
+    return tf.ensure_shape(features, [None, GRID, GRID, N_FEATURES])  # static, also in a graph traced for any size
 
 
 def neighbourhoods(features):
@@ -150,7 +153,9 @@ def _layer_class():
             self.feature_std = weight("feature_std", (N_FEATURES,))
             self.pca_mean = weight("pca_mean", (9 * N_FEATURES,))
             self.pca = weight("pca", (9 * N_FEATURES, DIMS))
-            shape = (self.memory_size, GRID, GRID, DIMS) if self.search == "position" else (self.memory_size, DIMS)
+            # Stored in the layout the search multiplies with, so that no transposed or shifted copy
+            # of it is made (a frozen export would hold every such copy as a constant).
+            shape = (GRID * GRID, DIMS, self.memory_size) if self.search == "position" else (DIMS, self.memory_size)
             self.memory = weight("memory", shape, "float16")  # half the file size; distances in float32
             size = self.image_size
             self.pixel_mean = weight("pixel_mean", (size, size, 3))
@@ -166,30 +171,32 @@ def _layer_class():
         def nearest_distances(self, queries):
             """Squared distance to the nearest memorised cell: `[B, G, G, D]` -> `[B, G, G]`."""
             memory = tf.cast(self.memory, tf.float32)
-            if self.search == "anywhere":
-                memory_sq = tf.reduce_sum(memory**2, axis=-1)
+            queries_sq = tf.reduce_sum(queries**2, axis=-1)
+            if self.search == "anywhere":  # memory [D, M]
+                memory_sq = tf.reduce_sum(memory**2, axis=0)
 
                 def one_image(query):  # [G, G, D]; one image at a time bounds memory use
-                    flat = tf.reshape(query, [-1, DIMS])
-                    products = tf.matmul(flat, memory, transpose_b=True)
-                    nearest = tf.reduce_min(memory_sq[None] - 2.0 * products, axis=-1)
-                    return tf.reshape(nearest + tf.reduce_sum(flat**2, axis=-1), [GRID, GRID])
+                    nearest = tf.reduce_min(memory_sq - 2.0 * tf.matmul(tf.reshape(query, [-1, DIMS]), memory), -1)
+                    return tf.reshape(nearest, [GRID, GRID])
 
-                return tf.map_fn(one_image, queries, fn_output_signature=tf.float32)
+                return tf.map_fn(one_image, queries, fn_output_signature=tf.float32) + queries_sq
+            # position: memory [G*G, D, M]. For each shift d, the query at p is compared with the
+            # memory at p + d: shift the queries by -d, compare place by place, shift back.
             r = self.radius
-            padded = tf.pad(memory, [[0, 0], [r, r], [r, r], [0, 0]], mode="SYMMETRIC")
-            by_place = tf.reshape(tf.transpose(queries, [1, 2, 0, 3]), [GRID * GRID, -1, DIMS])
+            memory_sq = tf.reduce_sum(memory**2, axis=1, keepdims=True)  # [G*G, 1, M]
+            padded = tf.pad(queries, [[0, 0], [r, r], [r, r], [0, 0]])
             best = None
-            for dy in range(2 * r + 1):
-                for dx in range(2 * r + 1):
-                    shifted = padded[:, dy:dy + GRID, dx:dx + GRID]  # [M, G, G, D]
-                    shifted_sq = tf.reshape(tf.transpose(tf.reduce_sum(shifted**2, -1), [1, 2, 0]),
-                                            [GRID * GRID, 1, -1])
-                    shifted = tf.reshape(tf.transpose(shifted, [1, 2, 3, 0]), [GRID * GRID, DIMS, -1])
-                    distance = tf.reduce_min(shifted_sq - 2.0 * tf.matmul(by_place, shifted), axis=-1)
-                    best = distance if best is None else tf.minimum(best, distance)
-            best = tf.transpose(tf.reshape(best, [GRID, GRID, -1]), [2, 0, 1])
-            return best + tf.reduce_sum(queries**2, axis=-1)
+            for dy in range(-r, r + 1):
+                for dx in range(-r, r + 1):
+                    moved = padded[:, r - dy:r - dy + GRID, r - dx:r - dx + GRID]  # moved[p'] = query[p' - d]
+                    by_place = tf.reshape(tf.transpose(moved, [1, 2, 0, 3]), [GRID * GRID, -1, DIMS])
+                    nearest = tf.reduce_min(memory_sq - 2.0 * tf.matmul(by_place, memory), axis=-1)
+                    nearest = tf.transpose(tf.reshape(nearest, [GRID, GRID, -1]), [2, 0, 1])
+                    # back to the query's place; a shift past the border finds nothing there
+                    nearest = tf.pad(nearest, [[0, 0], [r, r], [r, r]], constant_values=np.inf)
+                    nearest = nearest[:, r + dy:r + dy + GRID, r + dx:r + dx + GRID]
+                    best = nearest if best is None else tf.minimum(best, nearest)
+            return best + queries_sq
 
         def call(self, images):
             distances = tf.sqrt(tf.maximum(self.nearest_distances(self.descriptors(images)), 0.0))
@@ -240,18 +247,19 @@ def _set_memory(model, layer_weights: dict) -> None:
 
 
 def _candidate(image_size: int, search: str, weights: dict, memory: np.ndarray):
-    model = build_patch_nn(image_size, search, len(memory))
+    model = build_patch_nn(image_size, search, memory.shape[-1])
     _set_memory(model, {**weights, "memory": memory})
     return model
 
 
 def _memory_for(search: str, descriptors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """What a search memorises of `[N, G, G, D]` training descriptors."""
+    """What a search memorises of `[N, G, G, D]` training descriptors, in the layer's layout:
+    `[G * G, D, M]` (position) or `[D, M]` (anywhere)."""
     if search == "position":
         keep = np.sort(rng.permutation(len(descriptors))[:POSITION_MEMORY])
-        return descriptors[keep]
+        return np.ascontiguousarray(descriptors[keep].reshape(len(keep), -1, DIMS).transpose(1, 2, 0))
     cells = descriptors.reshape(-1, DIMS)
-    return cells[np.sort(rng.permutation(len(cells))[:ANYWHERE_MEMORY])]
+    return np.ascontiguousarray(cells[np.sort(rng.permutation(len(cells))[:ANYWHERE_MEMORY])].T)
 
 
 def _validation_set(val_images: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

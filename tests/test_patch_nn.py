@@ -21,10 +21,9 @@ def _brute_force(queries, memory, search, radius):
             for x in range(grid):
                 if search == "anywhere":
                     candidates = memory
-                else:
-                    # the layer pads the memory by mirroring, so positions past the border reflect back
-                    ys = [min(max(v, -1 - v), 2 * grid - 1 - v) for v in range(y - radius, y + radius + 1)]
-                    xs = [min(max(v, -1 - v), 2 * grid - 1 - v) for v in range(x - radius, x + radius + 1)]
+                else:  # the same place +- radius, inside the grid
+                    ys = range(max(0, y - radius), min(grid, y + radius + 1))
+                    xs = range(max(0, x - radius), min(grid, x + radius + 1))
                     candidates = memory[:, ys][:, :, xs].reshape(-1, memory.shape[-1])
                 out[b, y, x] = ((candidates - queries[b, y, x]) ** 2).sum(-1).min()
     return out
@@ -37,13 +36,17 @@ def test_nearest_distances_match_brute_force(search, monkeypatch):
     rng = np.random.default_rng(0)
     queries = rng.normal(size=(2, 6, 6, 4)).astype(np.float32)
     memory = rng.normal(size=(3, 6, 6, 4)).astype(np.float32)
+    memory = memory.astype(np.float16).astype(np.float32)
     if search == "anywhere":
         memory = memory.reshape(-1, 4)
-    layer = patch_nn._layer_class()(24, search, len(memory), radius=1)
+        stored = memory.T
+    else:
+        stored = memory.reshape(3, -1, 4).transpose(1, 2, 0)
+    layer = patch_nn._layer_class()(24, search, stored.shape[-1], radius=1)
     layer.build((None, 24, 24, 3))
-    layer.memory.assign(memory.astype(np.float16))
+    layer.memory.assign(stored.astype(np.float16))
     got = np.asarray(layer.nearest_distances(queries))
-    expected = _brute_force(queries, memory.astype(np.float16).astype(np.float32), search, 1)
+    expected = _brute_force(queries, memory, search, 1)
     assert np.allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -91,3 +94,21 @@ def test_patch_nn_trains_finds_a_defect_and_round_trips(tiny_dataset, tmp_path):
     model.save(tmp_path / "again.keras")
     assert np.allclose(models.load_model(tmp_path / "again.keras").predict(np.stack([defective]), verbose=0),
                        maps[1:], atol=1e-5)
+
+
+def test_patch_nn_exports_with_parity_and_without_copies_of_its_memory(tiny_dataset, tmp_path):
+    from cae_keras import data, export, runs, scoring
+
+    config = TrainConfig(data=str(tiny_dataset), category="bottle", model="patch_nn", image_size=48)
+    paths = train(config, tmp_path / "run", verbose=0)
+    test = data.read_category(tiny_dataset, "bottle").test[:4]
+    images = np.round(data.load_images([t.path for t in test], 48) * 255).astype(np.uint8)
+    reference = scoring.infer(models.load_model(paths.model), "anomaly_map", images / np.float32(255),
+                              config.blur_sigma)
+    exported = export.export_run(paths.root, "tflite", tmp_path / "model.tflite")
+    result = export.ExportedDetector(exported)(images)
+    assert np.abs(result["anomaly_map"] - reference.maps).max() < 1e-3 * reference.maps.max()
+    threshold = runs.read_calibration(paths)["threshold"]
+    assert list(result["defective"]) == list(reference.scores > threshold)
+    # the frozen graph holds the memory once (in float32), not once per searched shift
+    assert exported.stat().st_size < 4 * paths.model.stat().st_size
