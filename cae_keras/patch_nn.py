@@ -270,16 +270,23 @@ def _validation_set(val_images: np.ndarray, seed: int) -> tuple[np.ndarray, np.n
 
     allowed = tf.constant(object_masks(val_images)[..., None].astype(np.float32))
     copies, masks = [], []
-    for round_ in range(4):  # each round gives about half the images an anomaly
+    round_ = 0
+    # Each round gives about half the images an anomaly: at least 4 rounds, and more (up to 16)
+    # until there are as many anomalous copies as normals.
+    while round_ < 4 or (round_ < 16 and sum(map(len, copies)) < len(val_images)):
         augmented, mask = synthesize(tf.constant(val_images), tf.constant(seed * 7919 + round_, tf.int64), allowed)
         has = np.asarray(mask).reshape(len(val_images), -1).any(axis=1)
         copies.append(np.asarray(augmented)[has])
         masks.append(np.asarray(mask)[has, ..., 0] > 0.5)
+        round_ += 1
     anomalous, anomalous_masks = np.concatenate(copies), np.concatenate(masks)
     images = np.concatenate([val_images, anomalous])
     all_masks = np.concatenate([np.zeros(val_images.shape[:3], bool), anomalous_masks])
     labels = np.concatenate([np.zeros(len(val_images), int), np.ones(len(anomalous), int)])
     return images, all_masks, labels
+
+
+FIGURE_NAMES = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro": "AU-PRO"}
 
 
 def _figures(maps: np.ndarray, masks: np.ndarray, labels: np.ndarray, blur_sigma: float) -> dict:
@@ -351,11 +358,15 @@ def fit_patch_nn(train_images: np.ndarray, val_images: np.ndarray, image_size: i
             name = search + (" + pixel statistics" if with_statistics else "")
             maps = distances / distance_scale + (statistics / statistics_scale if with_statistics else 0.0)
             figures = _figures(maps, masks, labels, blur_sigma)
+            known = [value for value in figures.values() if value is not None]
             candidates[name] = {"search": search, "pixel_statistics": with_statistics, **figures,
-                                "mean": float(np.mean(list(figures.values())))}
-            say(f"  {name:29s} image AUROC {figures['image_auroc']:.3f}  pixel AUROC "
-                f"{figures['pixel_auroc']:.3f}  AU-PRO {figures['aupro']:.3f}")
-    best = max(candidates, key=lambda name: candidates[name]["mean"])
+                                "mean": float(np.mean(known)) if known else None}
+            say(f"  {name:29s} " + "  ".join(f"{FIGURE_NAMES[key]} {'n/a' if value is None else f'{value:.3f}'}"
+                                             for key, value in figures.items()))
+    scored = [name for name in candidates if candidates[name]["mean"] is not None]
+    # Without any figure to compare (no synthetic anomaly could be placed), keep the first
+    # candidate: the position search alone.
+    best = max(scored, key=lambda name: candidates[name]["mean"]) if scored else "position"
     model, distance_scale = fitted[candidates[best]["search"]]
     _set_memory(model, {"scales": [distance_scale, statistics_scale],
                         "statistics_weight": float(candidates[best]["pixel_statistics"])})
