@@ -83,11 +83,20 @@ def build_seed_cae(image_size: int, latent_dim: int = 64, filters: tuple[int, ..
     return keras.Model(inputs, outputs, name="seed_cae")
 
 
+def pixel_statistics_map(images, mean, std, epsilon: float = 0.01):
+    """`pixel_stats`' anomaly map: mean over channels of |x - mean| / (std + epsilon).
+
+    `[B, S, S, 3]` images and `[S, S, 3]` statistics -> `[B, S, S]` (any backend tensors).
+    """
+    from keras import ops
+
+    return ops.mean(ops.abs(images - mean) / (std + epsilon), axis=-1)
+
+
 @functools.cache
 def _pixel_statistics_layer():
     """Defined lazily so that importing this module does not import Keras."""
     import keras
-    from keras import ops
 
     @keras.saving.register_keras_serializable(package="cae_keras")
     class PixelStatistics(keras.layers.Layer):
@@ -106,7 +115,7 @@ def _pixel_statistics_layer():
             self.std = self.add_weight(shape=shape, initializer="ones", trainable=False, name="std")
 
         def call(self, x):
-            return ops.mean(ops.abs(x - self.mean) / (self.std + self.epsilon), axis=-1)
+            return pixel_statistics_map(x, self.mean, self.std, self.epsilon)
 
         def get_config(self):
             return {**super().get_config(), "epsilon": self.epsilon}

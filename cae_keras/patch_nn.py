@@ -33,6 +33,8 @@ import math
 
 import numpy as np
 
+from cae_keras.models import pixel_statistics_map
+
 GRID = 64
 """Feature cells per side, whatever the image size (4 px cells at 256 px)."""
 DIMS = 32
@@ -116,17 +118,6 @@ def neighbourhoods(features):
     return tf.concat(parts, axis=-1)
 
 
-STATISTICS_EPSILON = 0.01
-"""Added to the per-pixel std, as in `pixel_stats`, so that a pixel constant in training stays finite."""
-
-
-def pixel_statistics_map(images, mean, std):
-    """`pixel_stats`' map: mean over channels of |x - mean| / (std + 0.01). `[B, S, S, 3]` -> `[B, S, S]`."""
-    import tensorflow as tf
-
-    return tf.reduce_mean(tf.abs(images - mean) / (std + STATISTICS_EPSILON), axis=-1)
-
-
 @functools.cache
 def _layer_class():
     """Defined lazily so that importing this module does not import Keras."""
@@ -203,7 +194,7 @@ def _layer_class():
             if self.image_size != GRID:
                 distances = tf.image.resize(distances[..., None], [self.image_size, self.image_size],
                                             "bilinear")[..., 0]
-            statistics = pixel_statistics_map(images, self.pixel_mean, self.pixel_std)
+            statistics = pixel_statistics_map(images, self.pixel_mean, self.pixel_std)  # pixel_stats' own map
             return distances / self.scales[0] + self.statistics_weight * statistics / self.scales[1]
 
         def get_config(self):
