@@ -42,8 +42,10 @@ DIMS = 32
 SCALES = (1.0, 2.0, 4.0)
 """Gaussian scales of the features, in px at 256 px."""
 N_FEATURES = 7 * len(SCALES)
-POSITION_MEMORY = 256
-"""At most this many training images are memorised for the `position` search."""
+POSITION_MEMORY = 1024
+"""At most this many training images are memorised for the `position` search (8 MB each at
+float16; search time grows with it). 1024 rather than 256: on magnetic tile's 685 normals the
+validation criterion rose from 0.673 to 0.712 with all of them memorised."""
 ANYWHERE_MEMORY = 16384
 """Cells memorised for the `anywhere` search (a random sample of all training cells)."""
 RADIUS = 2
