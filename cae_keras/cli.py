@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(REGISTRY), help=f"default: {DEFAULT_MODEL}")
     train.add_argument("--run", required=True, type=Path, help="run folder")
     train.add_argument("--epochs", type=_positive_int,
-                       help="default: the model's recipe (200; draem 40; patch_nn and pixel_stats need none)")
+                       help="default: the model's recipe (200; draem 40); patch_nn and pixel_stats are fitted in one pass, epochs do not apply")
     train.add_argument("--image-size", type=_positive_int, default=256)
     train.add_argument("--batch-size", type=_positive_int, default=32)
     train.add_argument("--learning-rate", type=float, default=2e-4)

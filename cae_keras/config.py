@@ -44,7 +44,8 @@ class TrainConfig:
     category: str
     model: str = DEFAULT_MODEL
     image_size: int = 256
-    epochs: int | None = None  # None: the model's recipe (`ModelSpec.default_epochs`)
+    epochs: int | None = None  # None: the model's recipe (`ModelSpec.default_epochs`); always 1 for
+    # models fitted in one pass (pixel_stats, patch_nn)
     batch_size: int = 32
     learning_rate: float = 2e-4
     seed: int = 0
@@ -63,10 +64,13 @@ class TrainConfig:
     config_version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
-        if self.epochs is None:
-            from cae_keras.models import get_spec  # models imports Keras lazily; this stays light
+        from cae_keras.models import get_spec  # models imports Keras lazily; this stays light
 
-            self.epochs = get_spec(self.model).default_epochs
+        spec = get_spec(self.model)
+        if spec.trained_by == "statistics":
+            self.epochs = 1  # fitted in one pass over the normals: there are no epochs to choose
+        elif self.epochs is None:
+            self.epochs = spec.default_epochs
         if self.blur_sigma is None:
             self.blur_sigma = default_blur_sigma(self.image_size)
         self.validate()

@@ -103,7 +103,9 @@ def train(config: TrainConfig, run_dir: Path, verbose: int | str = "auto", strat
     _check_resumable(paths, config)
     if is_complete(paths, config):
         if verbose:
-            print(f"{paths.root}: already trained for {config.epochs} epochs; nothing to do")
+            done = "fitted" if models.get_spec(config.model).trained_by == "statistics" else \
+                f"trained for {config.epochs} epochs"
+            print(f"{paths.root}: already {done}; nothing to do")
         return paths
     paths.root.mkdir(parents=True, exist_ok=True)
     save_config(config, paths.config)

@@ -98,6 +98,8 @@ def test_each_model_has_its_own_default_recipe_length():
     assert TrainConfig(data="d", category="c", model="seed_cae").epochs == 200
     assert TrainConfig(data="d", category="c", model="draem").epochs == 40  # fits 15 min at 256 px on 2 cores
     assert TrainConfig(data="d", category="c", model="draem", epochs=3).epochs == 3
+    for name in ("pixel_stats", "patch_nn"):  # fitted in one pass: a shared --epochs does not apply
+        assert TrainConfig(data="d", category="c", model=name, epochs=10).epochs == 1
     with pytest.raises(ConfigError, match="unknown model"):
         TrainConfig(data="d", category="c", model="nope")
 
