@@ -50,6 +50,11 @@ class RunPaths:
         return self.root / "calibration.json"
 
     @property
+    def selection(self) -> Path:
+        """What a model that chooses its own form at fit (patch_nn) scored and kept."""
+        return self.root / "selection.json"
+
+    @property
     def metrics(self) -> Path:
         return self.root / "metrics.json"
 

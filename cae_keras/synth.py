@@ -5,8 +5,10 @@ a bright rim with highlights and an inner opening through which the bottom glows
 bottle it is made to be hard for an autoencoder and easy for a per-pixel model: the lamp's sharp
 reflections and a fine caustic pattern in the glass are the same in every image (they follow the
 light, not the bottle), too fine for a small bottleneck to reconstruct, while position, rotation,
-size and lighting vary only a little. Sensor noise on top. On real MVTec bottles per-pixel
-statistics reach 0.98 image AUROC and the seed's CAE about 0.81 (`shared/design/findings.md`). Defect types follow MVTec's bottle:
+size and lighting vary only a little. Sensor noise on top. (On real MVTec bottles per-pixel
+statistics reach 0.98 image AUROC and the seed's CAE about 0.81: `shared/design/findings.md`.)
+
+Defect types follow MVTec's bottle:
 
 - `broken_large`, `broken_small`: a chunk of the rim broken off (dark inside, bright fracture edge);
 - `contamination`: a semi-transparent foreign blob anywhere on the bottle.

@@ -122,7 +122,7 @@ def train(config: TrainConfig, run_dir: Path, verbose: int | str = "auto", strat
         write_history(paths.history, [{"epoch": 1, "loss": None, "val_loss": None,
                                        "seconds": time.perf_counter() - started}])
         if record is not None:
-            write_text_atomic(paths.root / "selection.json", json.dumps(record, indent=2) + "\n")
+            write_text_atomic(paths.selection, json.dumps(record, indent=2) + "\n")
         write_atomic(paths.model, lambda tmp: model.save(tmp))
     else:
         model = _fit(config, paths, train_images, val_images, verbose, strategy)

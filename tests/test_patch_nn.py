@@ -75,7 +75,7 @@ def test_anomalies_stay_where_allowed():
 def test_patch_nn_trains_finds_a_defect_and_round_trips(tiny_dataset, tmp_path):
     config = TrainConfig(data=str(tiny_dataset), category="bottle", model="patch_nn", image_size=48)
     paths = train(config, tmp_path / "run", verbose=0)
-    selection = json.loads((paths.root / "selection.json").read_text())
+    selection = json.loads(paths.selection.read_text())
     assert selection["kept"] in selection["candidates"] and len(selection["candidates"]) == 4
     assert all(0.0 <= c["image_auroc"] <= 1.0 for c in selection["candidates"].values())
 
