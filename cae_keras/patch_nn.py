@@ -223,14 +223,9 @@ PCA_SAMPLE = 50_000
 
 
 def _in_batches(function, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """`function` over `images` in batches; uint8 images are scaled to [0, 1] first."""
-    outputs = []
-    for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size]
-        if batch.dtype == np.uint8:
-            batch = batch.astype(np.float32) / 255.0
-        outputs.append(np.asarray(function(batch)))
-    return np.concatenate(outputs)
+    """`function` over `[N, S, S, 3] uint8` images in batches, each scaled to [0, 1] first."""
+    return np.concatenate([np.asarray(function(images[start:start + batch_size].astype(np.float32) / 255.0))
+                           for start in range(0, len(images), batch_size)])
 
 
 def _set_memory(model, layer_weights: dict) -> None:
@@ -312,6 +307,8 @@ def fit_patch_nn(train_images: np.ndarray, val_images: np.ndarray, image_size: i
     """
     import tensorflow as tf
 
+    from cae_keras import scoring
+
     rng = np.random.default_rng(seed)
     say = print if verbose else (lambda *args, **kwargs: None)
     raw = _in_batches(tf.function(lambda x: cell_features(x, image_size)), train_images)
@@ -344,7 +341,7 @@ def fit_patch_nn(train_images: np.ndarray, val_images: np.ndarray, image_size: i
     candidates, fitted = {}, {}
     for search in SEARCHES:
         model = _candidate(image_size, search, weights, _memory_for(search, descriptors, rng))
-        distances = _in_batches(model.predict_on_batch, images)
+        distances = scoring.predict_batches(model, images, batch_size=16)
         distance_scale = float(distances[normals].mean())
         fitted[search] = (model, distance_scale)
         for with_statistics in (False, True):
