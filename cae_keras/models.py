@@ -136,21 +136,29 @@ def build_pixel_stats(image_size: int):
     return keras.Model(inputs, outputs, name="pixel_stats")
 
 
-def fit_pixel_statistics(model, dataset) -> None:
-    """Sets the statistics layer's mean and std from a dataset of `[B, H, W, 3]` batches (one pass)."""
+def pixel_statistics(batches) -> tuple["np.ndarray", "np.ndarray"]:  # noqa: F821
+    """Per-pixel mean and std over an iterable of `[B, H, W, 3]` batches (one pass, float64 sums).
+
+    Returns:
+        (mean, std), each `[H, W, 3] float32`.
+    """
     import numpy as np
 
     total = total_sq = None
     count = 0
-    for batch in dataset:
+    for batch in batches:
         x = np.asarray(batch[0] if isinstance(batch, tuple) else batch, dtype=np.float64)
         total = x.sum(0) if total is None else total + x.sum(0)
         total_sq = (x**2).sum(0) if total_sq is None else total_sq + (x**2).sum(0)
         count += len(x)
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
-    layer = model.get_layer("pixel_statistics")
-    layer.set_weights([mean.astype("float32"), std.astype("float32")])
+    return mean.astype("float32"), std.astype("float32")
+
+
+def fit_pixel_statistics(model, dataset) -> None:
+    """Sets the statistics layer's mean and std from a dataset of `[B, H, W, 3]` batches (one pass)."""
+    model.get_layer("pixel_statistics").set_weights(list(pixel_statistics(dataset)))
 
 
 def fit_pixel_stats(config, train_images, val_images, verbose=True):

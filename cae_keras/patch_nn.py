@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from cae_keras.models import pixel_statistics_map
+from cae_keras.models import pixel_statistics, pixel_statistics_map
 
 GRID = 64
 """Feature cells per side, whatever the image size (4 px cells at 256 px)."""
@@ -327,16 +327,14 @@ def fit_patch_nn(train_images: np.ndarray, val_images: np.ndarray, image_size: i
     kept = float((singular[:DIMS] ** 2).sum() / (singular**2).sum())
     say(f"patch_nn: {len(train_images)} training normals described ({kept:.1%} of the variance in {DIMS} dims)")
 
-    pixels = train_images.astype(np.float64) / 255.0
-    weights.update(pixel_mean=pixels.mean(axis=0), pixel_std=pixels.std(axis=0), scales=np.ones(2),
-                   statistics_weight=0.0)
-    del pixels
+    pixel_mean, pixel_std = pixel_statistics(train_images[start:start + 32] / np.float32(255.0)
+                                             for start in range(0, len(train_images), 32))
+    weights.update(pixel_mean=pixel_mean, pixel_std=pixel_std, scales=np.ones(2), statistics_weight=0.0)
     images, masks, labels = _validation_set(val_images, seed)
     normals = labels == 0
     say(f"patch_nn: choosing the search and the evidence on {int(normals.sum())} validation normals and "
         f"{int(labels.sum())} copies with synthetic anomalies")
-    statistics = np.asarray(pixel_statistics_map(tf.constant(images), weights["pixel_mean"].astype(np.float32),
-                                                 weights["pixel_std"].astype(np.float32)))
+    statistics = np.asarray(pixel_statistics_map(tf.constant(images), pixel_mean, pixel_std))
     statistics_scale = float(statistics[normals].mean())
     candidates, fitted = {}, {}
     for search in SEARCHES:
