@@ -158,7 +158,7 @@ def exported_latency(run_dir, formats=("savedmodel", "tflite", "tflite-int8", "o
     from cae_keras.runs import open_run
 
     paths, config = open_run(run_dir)
-    category = data.read_category(Path(config.data), config.category, require_test=False)
+    category = data.category_of(config)
     pixels = np.round(data.load_images(category.train[:images], config.image_size) * 255).astype(np.uint8)
     model = models.load_model(paths.model)
     spec = models.get_spec(config.model)

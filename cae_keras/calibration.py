@@ -25,14 +25,35 @@ def calibrate(model, spec, config, val_images: np.ndarray) -> dict:
         map_scales = maps.component_scales(val_images, predictions, config.anomaly_map)
     method = scoring.ScoringMethod.of(config, {"map_scales": map_scales})
     result = scoring.score_outputs(val_images, predictions, spec.output, method)
+    n = len(result.scores)
     return {
         "threshold": thresholds.quantile_threshold(result.scores, config.threshold_quantile),
-        "rule": f"quantile {config.threshold_quantile} of validation-normal image scores",
+        "rule": f"quantile {config.threshold_quantile} of {n} validation-normal image scores",
+        "expected_false_alarm_rate": thresholds.expected_false_alarm_rate(n, config.threshold_quantile),
         "anomaly_map": config.anomaly_map if spec.output == "reconstruction" else "the model's own map",
         "image_score": config.image_score,
         "map_scales": map_scales,
         "validation_scores": [float(s) for s in result.scores],
     }
+
+
+class FewValidationNormals(UserWarning):
+    """The validation normals are too few for the threshold's quantile."""
+
+
+def warn_if_few(n_validation: int, quantile: float) -> float:
+    """Warns when `n_validation` normals cannot resolve the `quantile`; returns the expected
+    false-alarm rate of the threshold (see `thresholds.expected_false_alarm_rate`)."""
+    import warnings
+
+    expected = thresholds.expected_false_alarm_rate(n_validation, quantile)
+    if expected > 1.5 * (1.0 - quantile):
+        warnings.warn(
+            f"only {n_validation} validation normals: their {quantile} quantile is close to their maximum, so "
+            f"expect about {expected:.1%} of new normal images to be flagged, not {1 - quantile:.1%}. For a "
+            "tighter rule use more validation normals (--val-fraction, or a validation/good folder).",
+            FewValidationNormals, stacklevel=2)
+    return expected
 
 
 def check_scoring(spec, config) -> None:

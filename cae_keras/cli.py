@@ -28,15 +28,28 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     from cae_keras import __version__
     from cae_keras.config import DEFAULT_MODEL, JIT_CHOICES, PRECISIONS
     from cae_keras.distribution import STRATEGIES
     from cae_keras.export import FORMATS
+    from cae_keras.layouts import LAYOUTS
     from cae_keras.models import REGISTRY
 
     parser = argparse.ArgumentParser(prog="cae-keras", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"cae_keras {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also show TensorFlow's own start-up and log lines")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     synth = commands.add_parser("synth", help="write the built-in synthetic dataset in the MVTec AD layout")
@@ -61,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_positive_int, default=32)
     train.add_argument("--learning-rate", type=float, default=2e-4)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--val-fraction", type=_fraction, default=0.1,
+                       help="share of the training normals held out as validation normals, which choose the "
+                            "threshold (default 0.1; not used where the layout has a validation folder)")
+    train.add_argument("--layout", default="auto", choices=("auto",) + LAYOUTS,
+                       help="dataset layout (default: detected); see the README")
     train.add_argument("--no-augment", action="store_true", help="train without augmentation")
     _scoring_arguments(train, default=True)
     train.add_argument("--precision", default="float32", choices=PRECISIONS,
@@ -77,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", type=Path, help="another dataset root (default: the one trained on)")
     evaluate.add_argument("--category", help="another category (default: the one trained on)")
     _scoring_arguments(evaluate, default=False)
+    evaluate.add_argument("--allow-empty-masks", action="store_true",
+                          help="count defective test images whose mask has no defect pixel for image figures only "
+                               "(listed in metrics.json) instead of stopping")
     evaluate.add_argument("--compare-scoring", action="store_true",
                           help="also score with every anomaly map and image score (reconstruction models); "
                                "writes scoring_methods.md")
@@ -91,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="images or folders of images")
     predict.add_argument("--out", required=True, type=Path)
     predict.add_argument("--save-maps", action="store_true", help="also write each map as <stem>_map.npy")
+    predict.add_argument("--recursive", action="store_true",
+                         help="also score the images in every sub-folder; outputs keep the sub-folders")
     predict.add_argument("--batch-size", type=_positive_int, default=32, help="images read and scored at a time")
 
     export = commands.add_parser("export", help="export a run: uint8 images in, map, score and decision out")
@@ -150,6 +173,7 @@ def _train_config(args: argparse.Namespace):
     return TrainConfig(
         data=str(args.data), category=args.category, model=args.model, image_size=args.image_size,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
+        val_fraction=args.val_fraction, layout=args.layout,
         augment=not args.no_augment, precision=args.precision, jit_compile=args.jit,
         anomaly_map=args.anomaly_map, image_score=args.image_score,
     )
@@ -197,7 +221,8 @@ def _evaluate(args) -> dict:
     out = args.run
     if overrides:  # the run's own metrics.json stays as it is
         out = args.run / "scoring" / "_".join(f"{v}" for v in overrides.values()).replace("+", "-")
-    evaluation = evaluate_run(args.run, args.data, args.category, scoring_overrides=overrides or None)
+    evaluation = evaluate_run(args.run, args.data, args.category, scoring_overrides=overrides or None,
+                              allow_empty_masks=args.allow_empty_masks)
     paths = write_report(evaluation, out)
     if args.compare_scoring:
         from cae_keras.evaluation import SCORING_KEYS, compare_scoring
@@ -216,16 +241,29 @@ def _evaluate(args) -> dict:
         write_text_atomic(paths.root / "decision_rules.md", table + "\n")
         print(table)
     m = evaluation.metrics
-    print(f"{m['model']} on {m['category']}: image AUROC {m['image_auroc']}, pixel AUROC {m['pixel_auroc']}, "
-          f"AU-PRO {m['aupro']}; report: {paths.root / 'report.md'}")
+    if m["empty_masks"]:
+        print(f"cae-keras: warning: {len(m['empty_masks'])} defective test images have an empty mask; they count "
+              "for image figures only (metrics.json: empty_masks)", file=sys.stderr)
+    figures = ", ".join(f"{name} {_figure(m[key])}" for key, name in (
+        ("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("aupro", "AU-PRO"),
+        ("false_alarm_rate", "false alarms"), ("miss_rate", "missed")))
+    print(f"{m['model']} on {m['category']}: {figures}; report: {paths.root / 'report.md'}")
+    for key, reason in m["null_reasons"].items():
+        if key in ("image_auroc", "pixel_auroc", "aupro", "image_f1", "false_alarm_rate", "miss_rate"):
+            print(f"  {key}: n/a ({reason})")
     return m
+
+
+def _figure(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _predict(args) -> None:
     from cae_keras.prediction import exported_scorer, predict, run_scorer, summary_table
 
     scorer = run_scorer(args.run) if args.run else exported_scorer(args.model)
-    results = predict(scorer, args.paths, args.out, save_maps=args.save_maps, batch_size=args.batch_size)
+    results = predict(scorer, args.paths, args.out, save_maps=args.save_maps, batch_size=args.batch_size,
+                      recursive=args.recursive)
     print(summary_table(results, scorer.threshold))
     print(f"maps, overlays and predictions.csv in {args.out}")
 
@@ -298,17 +336,40 @@ def _demo(args) -> None:
           f"comparison.png; took {time.perf_counter() - started:.0f} s")
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"cae-keras: warning: {message}", file=sys.stderr)
+
+
+TENSORFLOW_COMMANDS = {"train", "evaluate", "predict", "export", "bench", "compare", "demo"}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point. Returns the exit code: 0 ok, 1 an OS error, 2 a usage or data error, 130 interrupted."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the output
+    import warnings
+
+    from cae_keras import stopping
+
     args = _parser().parse_args(argv)
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)  # `kill` ends like Ctrl-C: one message, files intact
+        # Ctrl-C and `kill` end alike: training stops at the next batch, one message, files intact.
+        previous = {signum: signal.signal(signum, stopping.request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    with warnings.catch_warnings():  # restores Python's own display afterwards
+        warnings.showwarning = _show_warning  # one line, like the errors
+        try:
+            return _run(args)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def _run(args) -> int:
+    """Runs one parsed command; returns the exit code."""
     try:
+        if args.command in TENSORFLOW_COMMANDS:
+            from cae_keras.quiet import quiet_tensorflow
+
+            quiet_tensorflow(verbose=args.verbose)
         if args.command == "models":
             from cae_keras.models import REGISTRY
 

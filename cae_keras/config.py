@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cae_keras import maps
 from cae_keras.errors import ConfigError
+from cae_keras.layouts import LAYOUTS
 from cae_keras.scoring import IMAGE_SCORES
 
 CONFIG_VERSION = 1
@@ -49,7 +50,8 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float = 2e-4
     seed: int = 0
-    val_fraction: float = 0.1
+    val_fraction: float = 0.1  # used only where the layout has no validation folder
+    layout: str = "auto"  # a `cae_keras.layouts.LAYOUTS` name, or detected
     augment: bool = True
     rotation_degrees: float = 10.0
     brightness_delta: float = 0.1
@@ -89,6 +91,7 @@ class TrainConfig:
              f"blur_sigma must be >= 0, got {self.blur_sigma}"),
             (self.rotation_degrees >= 0, f"rotation_degrees must be >= 0, got {self.rotation_degrees}"),
             (self.brightness_delta >= 0, f"brightness_delta must be >= 0, got {self.brightness_delta}"),
+            (self.layout in ("auto",) + LAYOUTS, f"layout must be auto or one of {LAYOUTS}, got {self.layout!r}"),
             (self.image_score in IMAGE_SCORES, f"image_score must be one of {IMAGE_SCORES}, got {self.image_score!r}"),
             (0.0 < self.top_k_fraction <= 1.0, f"top_k_fraction must be in (0, 1], got {self.top_k_fraction}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cae_keras import models, postprocess, scoring, thresholds
+from cae_keras import metrics, models, postprocess, scoring, thresholds
 from cae_keras.evaluation import Evaluation, validation_images
 from cae_keras.runs import open_run, read_calibration
 
@@ -27,15 +27,17 @@ def validation_maps(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _counts(labels: np.ndarray, flagged: np.ndarray) -> dict:
     labels = labels.astype(bool)
-    tp, fp = int(np.sum(flagged & labels)), int(np.sum(flagged & ~labels))
-    fn = int(np.sum(~flagged & labels))
-    return {"image_f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0, "false_positives": fp, "missed": fn}
+    fp, fn = int(np.sum(flagged & ~labels)), int(np.sum(~flagged & labels))
+    return {"image_f1": metrics.image_f1(labels, flagged.astype(np.float32), 0.5), "false_positives": fp,
+            "missed": fn}
 
 
-def _pixel_f1(masks: np.ndarray, predicted: np.ndarray) -> float:
+def _pixel_f1(masks: np.ndarray, predicted: np.ndarray) -> float | None:
+    """F1 over all pixels; None without any defect pixel (undefined)."""
+    if not masks.any():
+        return None
     tp = np.sum(predicted & masks)
-    denominator = 2 * tp + np.sum(predicted & ~masks) + np.sum(~predicted & masks)
-    return float(2 * tp / denominator) if denominator else 0.0
+    return float(2 * tp / (2 * tp + np.sum(predicted & ~masks) + np.sum(~predicted & masks)))
 
 
 def compare_rules(evaluation: Evaluation, val_maps: np.ndarray, val_scores: np.ndarray,
@@ -78,6 +80,6 @@ def rules_table(rows: list[dict]) -> str:
     lines = ["| rule | threshold | image F1 | false positives | missed | pixel F1 |", "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         threshold = "per map" if r["threshold"] is None else f"{r['threshold']:.4g}"
-        lines.append(f"| {r['rule']} | {threshold} | {r['image_f1']:.3f} | {r['false_positives']} | {r['missed']} | "
-                     f"{r['pixel_f1']:.3f} |")
+        f1, pixel_f1 = (("n/a" if v is None else f"{v:.3f}") for v in (r["image_f1"], r["pixel_f1"]))
+        lines.append(f"| {r['rule']} | {threshold} | {f1} | {r['false_positives']} | {r['missed']} | {pixel_f1} |")
     return "\n".join(lines)

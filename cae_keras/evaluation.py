@@ -23,20 +23,30 @@ class Evaluation:
     history: list[dict]
 
 
+PIXEL_KEYS = ("pixel_auroc", "aupro", "pixel_ap")
+RECONSTRUCTION_KEYS = ("mse_good", "psnr_good", "mse_all", "psnr_all", "ssim_good")
+
+
 def summarize(test: data.TestSet, inference: scoring.Inference, threshold: float) -> dict:
     """The detection and reconstruction figures of the contract (no run metadata).
 
-    Reconstruction figures are None for models that do not reconstruct.
+    Besides the AUROCs and F1: `false_alarm_rate` (share of test/good flagged) and `miss_rate`
+    (share of defective images not flagged), overall and per defect type. A figure that cannot be
+    computed is None, and `null_reasons` says why for each (e.g. image F1 without defective images).
+    Pixel figures are None when any defective image has no mask (a layout without masks).
     """
     labels = test.labels
     good = labels == 0
+    with_masks = not test.without_masks
     ranked = metrics.RankedPixels.build(test.masks, inference.maps)  # one sort for every pixel metric
     figures = {
         "image_auroc": metrics.image_auroc(labels, inference.scores),
-        "pixel_auroc": metrics.pixel_auroc(test.masks, inference.maps, ranked),
-        "aupro": metrics.aupro(test.masks, inference.maps, ranked=ranked),
-        "pixel_ap": metrics.pixel_ap(test.masks, inference.maps, ranked),
+        "pixel_auroc": metrics.pixel_auroc(test.masks, inference.maps, ranked) if with_masks else None,
+        "aupro": metrics.aupro(test.masks, inference.maps, ranked=ranked) if with_masks else None,
+        "pixel_ap": metrics.pixel_ap(test.masks, inference.maps, ranked) if with_masks else None,
         "image_f1": metrics.image_f1(labels, inference.scores, threshold),
+        "false_alarm_rate": metrics.flagged_share(inference.scores[good], threshold),
+        "miss_rate": None if good.all() else 1.0 - metrics.flagged_share(inference.scores[~good], threshold),
         "mse_good": None, "psnr_good": None, "mse_all": None, "psnr_all": None, "ssim_good": None,
     }
     recon = inference.reconstructions
@@ -49,24 +59,56 @@ def summarize(test: data.TestSet, inference: scoring.Inference, threshold: float
             ssim_good=metrics.mean_or_none(metrics.ssim_per_image(test.images[good], recon[good])),
         )
     figures["per_defect"] = metrics.per_defect(test.defect_types, inference.scores, test.masks, inference.maps,
-                                               ranked)
+                                               ranked, threshold)
+    if not with_masks:
+        for values in figures["per_defect"].values():
+            values["pixel_auroc"] = None
+    figures["null_reasons"] = null_reasons(figures, test, recon is not None)
     return figures
+
+
+def null_reasons(figures: dict, test: data.TestSet, reconstructs: bool) -> dict[str, str]:
+    """Why each top-level figure that is None could not be computed."""
+    n_good, n_defective = int((test.labels == 0).sum()), int(test.labels.sum())
+    causes = []
+    if not n_defective:
+        causes.append((("image_auroc", "image_f1", "miss_rate") + PIXEL_KEYS, "no defective test images"))
+    if not n_good:
+        causes.append((("image_auroc", "false_alarm_rate", "mse_good", "psnr_good", "ssim_good"),
+                       "no good test images"))
+    if test.without_masks:
+        causes.append((PIXEL_KEYS, f"{test.without_masks} defective test images have no mask in this layout"))
+    elif n_defective and not test.masks.any():
+        causes.append((PIXEL_KEYS, "no defect pixel in any mask at the evaluation size"))
+    if not reconstructs:
+        causes.append((RECONSTRUCTION_KEYS, "the model does not reconstruct its input"))
+    reasons = {}
+    for keys, cause in causes:
+        for key in keys:
+            if figures.get(key) is None and key not in reasons:
+                reasons[key] = cause
+    for key, value in figures.items():
+        if value is None and key not in reasons:
+            reasons[key] = "undefined on this test set"
+    return reasons
 
 
 def validation_images(config) -> np.ndarray:
     """The run's validation normals (the seeded hold-out of train/good), loaded at its image size."""
-    category = data.read_category(Path(config.data), config.category, require_test=False)
-    _, val_paths = data.split_validation(category.train, config.val_fraction, config.seed)
+    _, val_paths, _ = data.validation_split(data.category_of(config), config.val_fraction, config.seed)
     return data.load_images(val_paths, config.image_size)
 
 
 def evaluate_run(run_dir: Path, data_root: Path | None = None, category: str | None = None,
-                 progress: bool = True, scoring_overrides: dict | None = None) -> Evaluation:
+                 progress: bool = True, scoring_overrides: dict | None = None,
+                 allow_empty_masks: bool = False) -> Evaluation:
     """Scores the test split of a run's category (or another root/category) with its model.
 
     The threshold is the one chosen at training time from validation normals. With
     `scoring_overrides` (e.g. `{"anomaly_map": "ssim", "image_score": "top_k_mean"}`) the run is
     scored another way, and threshold and map scales are chosen again from its validation normals.
+    With `allow_empty_masks`, defective test images whose mask holds no defect pixel count for the
+    image figures (they are listed in `metrics.json`, `empty_masks`); otherwise they are an error.
     """
     paths, config = open_run(run_dir)
     spec = models.get_spec(config.model)
@@ -77,8 +119,10 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, category: str | N
         check_scoring(spec, config)
         calibration = calibrate(model, spec, config, validation_images(config))
     threshold = float(calibration["threshold"])
-    chosen = data.read_category(Path(data_root or config.data), category or config.category)
-    test = data.load_test_set(chosen, config.image_size, progress=progress)
+    same_data = data_root is None and category is None
+    chosen = data.category_of(config, with_test=True) if same_data else data.read_category(
+        Path(data_root or config.data), category or config.category, layout=config.layout if data_root is None else None)
+    test = data.load_test_set(chosen, config.image_size, progress=progress, allow_empty_masks=allow_empty_masks)
     inference = scoring.infer(model, spec.output, test.images, scoring.ScoringMethod.of(config, calibration),
                               config.batch_size)
     history = read_history(paths.history)
@@ -90,6 +134,8 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, category: str | N
         anomaly_map=config.anomaly_map if spec.output == "reconstruction" else None,
         image_score=config.image_score,
         n_test_good=int((test.labels == 0).sum()), n_test_defective=int(test.labels.sum()),
+        empty_masks=[str(path) for path in test.empty_masks], layout=chosen.layout,
+        expected_false_alarm_rate=calibration.get("expected_false_alarm_rate"),
     )
     return Evaluation(metrics=_plain(figures), test=test, inference=inference, history=history)
 
@@ -117,8 +163,7 @@ def compare_scoring(run_dir: Path, anomaly_maps=("l1", "l2", "ssim", "msgms", "l
     if evaluation is not None and evaluation.inference.reconstructions is not None:
         test, test_recon = evaluation.test, evaluation.inference.reconstructions
     else:
-        test = data.load_test_set(data.read_category(Path(config.data), config.category), config.image_size,
-                                  progress=progress)
+        test = data.load_test_set(data.category_of(config, with_test=True), config.image_size, progress=progress)
         test_recon = scoring.predict_batches(model, test.images, config.batch_size)
     rows = []
     for anomaly_map in anomaly_maps:

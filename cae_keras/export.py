@@ -135,8 +135,7 @@ def export_run(run_dir: Path, fmt: str, out: Path) -> Path:
 
 def _representative(config, limit: int = 64):
     """Calibration images for int8 quantization: the run's training normals."""
-    category = data.read_category(Path(config.data), config.category, require_test=False)
-    train, _ = data.split_validation(category.train, config.val_fraction, config.seed)
+    train, _, _ = data.validation_split(data.category_of(config), config.val_fraction, config.seed)
 
     def images():
         for path in train[:limit]:

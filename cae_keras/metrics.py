@@ -135,14 +135,29 @@ def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3, ranked: R
     return _area_up_to(fpr, pro, fpr_limit) / fpr_limit
 
 
-def image_f1(labels: np.ndarray, scores: np.ndarray, threshold: float) -> float:
-    """F1 of the decision `score > threshold` against the labels (0.0 when nothing is flagged)."""
+def image_f1(labels: np.ndarray, scores: np.ndarray, threshold: float) -> float | None:
+    """F1 of the decision `score > threshold` against the labels.
+
+    None without defective images (F1 is undefined there: see `false_alarm_rate`); 0.0 when
+    there are defects and none is flagged.
+    """
     labels = np.asarray(labels).astype(bool)
+    if not labels.any():
+        return None
     predicted = np.asarray(scores) > threshold
     tp = np.sum(predicted & labels)
     fp = np.sum(predicted & ~labels)
     fn = np.sum(~predicted & labels)
-    return float(2 * tp / (2 * tp + fp + fn)) if tp else 0.0
+    return float(2 * tp / (2 * tp + fp + fn))
+
+
+def flagged_share(scores: np.ndarray, threshold: float) -> float | None:
+    """The share of images with `score > threshold`, in [0, 1]; None for no images.
+
+    On good images it is the false-alarm rate; 1 minus it on defective images is the miss rate.
+    """
+    scores = np.asarray(scores)
+    return float(np.mean(scores > threshold)) if scores.size else None
 
 
 def mse_per_image(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
@@ -182,9 +197,10 @@ def ssim_per_image(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarra
 
 def per_defect(
     defect_types: list[str], scores: np.ndarray, masks: np.ndarray, maps: np.ndarray,
-    ranked: RankedPixels | None = None,
+    ranked: RankedPixels | None = None, threshold: float | None = None,
 ) -> dict[str, dict[str, float | None]]:
-    """Image AUROC (that defect type vs good) and pixel AUROC, for each defect type.
+    """Image AUROC (that defect type vs good), pixel AUROC and, given the threshold, the miss rate
+    (the share of that type's images not flagged), for each defect type.
 
     Pixel AUROC of a type pools the pixels of its images and of the good images.
     """
@@ -198,6 +214,8 @@ def per_defect(
             "image_auroc": image_auroc((types[chosen] == defect).astype(int), scores[chosen]),
             "pixel_auroc": _sorted_auroc(*ranked.subset(chosen)),
         }
+        if threshold is not None:
+            result[defect]["miss_rate"] = 1.0 - flagged_share(scores[types == defect], threshold)
     return result
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Callable
@@ -25,30 +26,63 @@ class Prediction:
     defective: bool
 
 
-def expand_inputs(inputs: list[Path]) -> list[Path]:
-    """Image files from files and folders (a folder's images, not recursive), in the order given.
+def _tree_images(folder: Path) -> list[tuple[Path, str]]:
+    """Every image under `folder`, sorted, with its sub-folder relative to `folder` ('' at the top)."""
+    found = []
+    for current, folders, files in os.walk(folder):
+        folders[:] = sorted(name for name in folders if not data.is_system_file(Path(name)))  # walk in order
+        sub = Path(current).relative_to(folder).as_posix()
+        for name in sorted(files):
+            path = Path(current) / name
+            if data.is_system_file(path):
+                continue
+            if path.suffix.lower() not in data.IMAGE_EXTENSIONS:
+                raise DataError(f"{path}: not an image file (expected one of {sorted(data.IMAGE_EXTENSIONS)})")
+            found.append((path, "" if sub == "." else sub))
+    return found
+
+
+def expand_inputs(inputs: list[Path], recursive: bool = False) -> list[tuple[Path, str]]:
+    """Image files from files and folders, in the order given, each with its sub-folder.
+
+    A folder gives its own images; with `recursive`, also those of every sub-folder (a line, then
+    a class, then images), each with its sub-folder relative to the folder given, so that outputs
+    keep the tree. Files given directly have sub-folder ''.
 
     Raises:
-        DataError: a path that does not exist, or a folder with no images.
+        DataError: a path that does not exist, a folder with no images, a sub-folder where
+            `recursive` is off, or a non-image file in a folder.
     """
-    paths: list[Path] = []
+    paths: list[tuple[Path, str]] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = data.list_images(item)
+            if recursive:
+                found = _tree_images(item)
+            else:
+                try:
+                    found = [(path, "") for path in data.list_images(item)]
+                except DataError as error:
+                    if "sub-folder" in str(error):
+                        raise DataError(f"{error}; use --recursive to score a tree of folders") from None
+                    raise
             if not found:
                 raise DataError(f"{item}: no images in this folder")
             paths += found
         elif item.is_file():
-            paths.append(item)
+            paths.append((item, ""))
         else:
             raise DataError(f"{item}: no such file or folder")
     return paths
 
 
-def output_names(paths: list[Path]) -> list[str]:
-    """Unique base names: the stem, or parent_stem where stems collide, or with an index after that."""
-    stems = Counter(p.stem for p in paths)  # counted once: list.count here was quadratic in the image count
-    names = [p.stem if stems[p.stem] == 1 else f"{p.parent.name}_{p.stem}" for p in paths]
+def output_names(paths: list[Path], folders: list[str] | None = None) -> list[str]:
+    """Unique output names: `folder/stem` (the sub-folder kept, for recursive inputs), or the stem,
+    or parent_stem where stems collide, or with an index after that."""
+    folders = folders or [""] * len(paths)
+    bases = [f"{folder}/{p.stem}" if folder else p.stem for p, folder in zip(paths, folders)]
+    counts = Counter(bases)  # counted once: list.count here was quadratic in the image count
+    names = [b if counts[b] == 1 or folder else f"{p.parent.name}_{p.stem}"
+             for b, p, folder in zip(bases, paths, folders)]
     repeated = Counter(names)
     return [n if repeated[n] == 1 else f"{n}_{i}" for i, n in enumerate(names)]
 
@@ -91,8 +125,9 @@ def exported_scorer(path: Path) -> Scorer:
 
 
 def predict(scorer: Scorer, inputs: list[Path], out_dir: Path, save_maps: bool = False, batch_size: int = 32,
-            progress: bool = True) -> list[Prediction]:
-    """Scores images; writes maps, overlays and `predictions.csv` to `out_dir`.
+            progress: bool = True, recursive: bool = False) -> list[Prediction]:
+    """Scores images; writes maps, overlays and `predictions.csv` to `out_dir` (with `recursive`,
+    folders are walked and the outputs keep their sub-folders).
 
     A map is shown on a fixed scale: black at 0, brightest at twice the threshold, so maps of
     different images compare. Images are read and scored `batch_size` at a time, so memory stays
@@ -100,8 +135,9 @@ def predict(scorer: Scorer, inputs: list[Path], out_dir: Path, save_maps: bool =
     """
     from tqdm.auto import tqdm
 
-    images = expand_inputs(inputs)
-    names = output_names(images)
+    found = expand_inputs(inputs, recursive)
+    images = [path for path, _ in found]
+    names = output_names(images, [folder for _, folder in found])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     threshold = scorer.threshold

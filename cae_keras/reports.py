@@ -56,12 +56,22 @@ def _report_markdown(m: dict, figure_names: list[str]) -> str:
         "| figure | value |",
         "| --- | --- |",
     ]
-    for key in ("image_auroc", "pixel_auroc", "aupro", "pixel_ap", "image_f1",
+    reasons = m.get("null_reasons", {})
+    for key in ("image_auroc", "pixel_auroc", "aupro", "pixel_ap", "image_f1", "false_alarm_rate", "miss_rate",
                 "mse_good", "psnr_good", "mse_all", "psnr_all", "ssim_good"):
-        lines.append(f"| {key} | {_fmt(m[key], 4)} |")
-    lines += ["", "| defect type | image AUROC | pixel AUROC |", "| --- | --- | --- |"]
+        value = _fmt(m.get(key), 4) if m.get(key) is not None else f"n/a: {reasons.get(key, 'not computed')}"
+        lines.append(f"| {key} | {value} |")
+    if m.get("expected_false_alarm_rate") is not None:
+        lines += ["", f"Expected false-alarm rate of the threshold on new normal images: "
+                      f"{m['expected_false_alarm_rate']:.1%} (from the number of validation normals)."]
+    if m.get("empty_masks"):
+        lines += ["", f"{len(m['empty_masks'])} defective test images have a mask without any defect pixel; they "
+                      "count for the image figures only: " + ", ".join(m["empty_masks"])]
+    if m["per_defect"]:
+        lines += ["", "| defect type | image AUROC | pixel AUROC | miss rate |", "| --- | --- | --- | --- |"]
     for defect, values in m["per_defect"].items():
-        lines.append(f"| {defect} | {_fmt(values['image_auroc'])} | {_fmt(values['pixel_auroc'])} |")
+        lines.append(f"| {defect} | {_fmt(values['image_auroc'])} | {_fmt(values['pixel_auroc'])} | "
+                     f"{_fmt(values.get('miss_rate'))} |")
     lines += [""] + [f"![{name}](figures/{name})" for name in figure_names] + [""]
     return "\n".join(lines)
 

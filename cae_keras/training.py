@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cae_keras import anomalies, calibration, data, distribution, models, preprocessing
+from cae_keras import anomalies, calibration, data, distribution, models, preprocessing, stopping
 from cae_keras.config import TrainConfig, load_config, save_config
 from cae_keras.errors import CaeKerasError, ConfigError
 from cae_keras.files import write_atomic, write_text_atomic
@@ -32,8 +32,16 @@ def _epoch_checkpoint_callback(paths: RunPaths, history: list[dict]):
     class EpochCheckpoint(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
+            self.cut_short = False
+
+        def on_train_batch_end(self, batch, logs=None):
+            if stopping.stop_requested():  # Ctrl-C or kill: stop here, deterministically
+                self.model.stop_training = True
+                self.cut_short = True
 
         def on_epoch_end(self, epoch, logs=None):
+            if getattr(self, "cut_short", False):
+                return  # an epoch cut short is not checkpointed; resuming redoes it
             logs = logs or {}
             loss = logs.get("loss")
             if loss is None or not math.isfinite(loss):
@@ -110,8 +118,13 @@ def train(config: TrainConfig, run_dir: Path, verbose: int | str = "auto", strat
     paths.root.mkdir(parents=True, exist_ok=True)
     save_config(config, paths.config)
 
-    category = data.read_category(Path(config.data), config.category, require_test=False)
-    train_paths, val_paths = data.split_validation(category.train, config.val_fraction, config.seed)
+    # Training reads only what it uses: the test split is not indexed (a test-mask problem is
+    # evaluate's to report).
+    train_paths, val_paths, source = data.validation_split(data.category_of(config), config.val_fraction,
+                                                           config.seed)
+    if verbose:
+        print(f"{len(train_paths)} training normals; validation normals: {source}")
+    calibration.warn_if_few(len(val_paths), config.threshold_quantile)
     train_images = preprocessing.to_uint8(
         data.load_images(train_paths, config.image_size, "train images" if verbose else None))
     val_images = data.load_images(val_paths, config.image_size, "validation images" if verbose else None)
@@ -127,7 +140,7 @@ def train(config: TrainConfig, run_dir: Path, verbose: int | str = "auto", strat
     else:
         model = _fit(config, paths, train_images, val_images, verbose, strategy)
         write_atomic(paths.model, lambda tmp: _without_optimizer(model, config).save(tmp))
-    _calibrate(model, spec, config, val_images, val_paths, paths)
+    _calibrate(model, spec, config, val_images, val_paths, paths, verbose)
     return paths
 
 
@@ -171,9 +184,10 @@ def _fit(config: TrainConfig, paths: RunPaths, train_images: np.ndarray, val_ima
         horizontal_flip=config.horizontal_flip and augment, drop_remainder=replicas > 1)
     val_data = make(val_images, config.batch_size, training=False, seed=config.seed)
     if initial_epoch < config.epochs:
-        trainable.fit(train_data, validation_data=val_data, epochs=config.epochs, initial_epoch=initial_epoch,
-                      callbacks=[_epoch_checkpoint_callback(paths, history)], verbose=verbose,
-                      shuffle=False)  # the dataset shuffles itself
+        with stopping.stop_at_boundaries():
+            trainable.fit(train_data, validation_data=val_data, epochs=config.epochs, initial_epoch=initial_epoch,
+                          callbacks=[_epoch_checkpoint_callback(paths, history)], verbose=verbose,
+                          shuffle=False)  # the dataset shuffles itself
     return spec.inference_model(trainable)
 
 
@@ -185,8 +199,11 @@ def _without_optimizer(model, config: TrainConfig):
 
 
 def _calibrate(model, spec, config: TrainConfig, val_images: np.ndarray, val_paths: list[Path],
-               paths: RunPaths) -> None:
+               paths: RunPaths, verbose=0) -> None:
     """Scores the validation normals and stores the threshold chosen from them."""
     result = calibration.calibrate(model, spec, config, val_images)
     result["validation_images"] = [str(p) for p in val_paths]
     write_text_atomic(paths.calibration, json.dumps(result, indent=2) + "\n")
+    if verbose:
+        print(f"threshold {result['threshold']:.4g}: {result['rule']}; expected false-alarm rate on new normal "
+              f"images about {result['expected_false_alarm_rate']:.1%}")

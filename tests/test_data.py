@@ -78,9 +78,9 @@ def test_category_index(tiny_dataset):
     assert category.defect_types == ["broken_large", "broken_small", "contamination"]
     assert sum(not t.is_defective for t in category.test) == 4
     for item in category.test:
-        assert (item.mask_path is None) == (item.defect_type == "good")
-        if item.mask_path:
-            assert item.mask_path.name == f"{item.path.stem}_mask.png"
+        assert (not item.mask_paths) == (item.defect_type == "good")
+        if item.mask_paths:
+            assert [p.name for p in item.mask_paths] == [f"{item.path.stem}_mask.png"]
 
 
 @pytest.fixture
