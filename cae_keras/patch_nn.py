@@ -15,15 +15,19 @@ trained by gradient descent:
      shows *there*, even if it looks normal elsewhere (a piece of the rim on the bottle's base).
    - `anywhere`: against a random sample of all training cells, wherever they lie: for parts at
      any angle and for textures.
-3. **The anomaly map** is the distance to the nearest memorised cell, bilinearly upsampled to the
-   image size, divided by its mean on the validation normals; optionally plus `pixel_stats`' map
+3. **The anomaly map** is the distance to the nearest memorised cell, optionally density-
+   normalised: divided by that cell's own distance to the nearest cell of other training images
+   (plus the median of those), as the local outlier factor (Breunig et al., SIGMOD 2000) does, so
+   that a test cell matched to a look that is rare among the normals (a reflection on a tyre's
+   tread) counts less than one matched to a common look. Bilinearly upsampled to the image size,
+   divided by its mean on the validation normals; optionally plus `pixel_stats`' map
    (|x - mean| / std per pixel) divided by its own validation mean: on aligned parts the two
    kinds of evidence differ (a colour slightly off at one place vs. a structure seen nowhere near).
    The package then blurs the map and takes its maximum, as for every model.
 
-Which search, and whether the per-pixel statistics are added, is chosen when the model is fitted,
-on the validation normals with synthetic anomalies pasted onto the object (`cae_keras.anomalies`),
-never on test labels: see `fit_patch_nn`.
+Which search, whether the distances are density-normalised and whether the per-pixel statistics
+are added is chosen when the model is fitted, on the validation normals with synthetic anomalies
+pasted onto the object (`cae_keras.anomalies`), never on test labels: see `fit_patch_nn`.
 """
 
 from __future__ import annotations
@@ -150,6 +154,12 @@ def _layer_class():
             # of it is made (a frozen export would hold every such copy as a constant).
             shape = (GRID * GRID, DIMS, self.memory_size) if self.search == "position" else (DIMS, self.memory_size)
             self.memory = weight("memory", shape, "float16")  # half the file size; distances in float32
+            # Each memorised cell's distance to its nearest cell of other training images: how
+            # common its look is among the normals (see `fit_patch_nn`, density normalisation).
+            self.memory_radius = weight("memory_radius", shape[:1] + shape[2:] if self.search == "position"
+                                        else (self.memory_size,))
+            self.radius_offset = weight("radius_offset", ())
+            self.density = weight("density", ())  # 1: divide by the matched cell's radius + offset; 0: raw
             size = self.image_size
             self.pixel_mean = weight("pixel_mean", (size, size, 3))
             self.pixel_std = weight("pixel_std", (size, size, 3))
@@ -163,39 +173,65 @@ def _layer_class():
 
         def nearest_distances(self, queries):
             """Squared distance to the nearest memorised cell: `[B, G, G, D]` -> `[B, G, G]`."""
+            return self.nearest(queries)[0]
+
+        def nearest(self, queries):
+            """Squared distance to the nearest memorised cell and that cell's radius, each `[B, G, G]`."""
             memory = tf.cast(self.memory, tf.float32)
             queries_sq = tf.reduce_sum(queries**2, axis=-1)
             if self.search == "anywhere":  # memory [D, M]
                 memory_sq = tf.reduce_sum(memory**2, axis=0)
 
                 def one_image(query):  # [G, G, D]; one image at a time bounds memory use
-                    nearest = tf.reduce_min(memory_sq - 2.0 * tf.matmul(tf.reshape(query, [-1, DIMS]), memory), -1)
-                    return tf.reshape(nearest, [GRID, GRID])
+                    distances = memory_sq - 2.0 * tf.matmul(tf.reshape(query, [-1, DIMS]), memory)
+                    nearest = tf.reduce_min(distances, -1)
+                    radius = tf.gather(self.memory_radius, tf.argmin(distances, -1))
+                    return tf.reshape(nearest, [GRID, GRID]), tf.reshape(radius, [GRID, GRID])
 
-                return tf.map_fn(one_image, queries, fn_output_signature=tf.float32) + queries_sq
+                nearest, radius = tf.map_fn(one_image, queries, fn_output_signature=(tf.float32, tf.float32))
+                return nearest + queries_sq, radius
             # position: memory [G*G, D, M]. For each shift d, the query at p is compared with the
             # memory at p + d: shift the queries by -d, compare place by place, shift back.
             r = self.radius
             memory_sq = tf.reduce_sum(memory**2, axis=1, keepdims=True)  # [G*G, 1, M]
             padded = tf.pad(queries, [[0, 0], [r, r], [r, r], [0, 0]])
-            best = None
+            best = best_radius = None
             for dy in range(-r, r + 1):
                 for dx in range(-r, r + 1):
                     moved = padded[:, r - dy:r - dy + GRID, r - dx:r - dx + GRID]  # moved[p'] = query[p' - d]
                     by_place = tf.reshape(tf.transpose(moved, [1, 2, 0, 3]), [GRID * GRID, -1, DIMS])
-                    nearest = tf.reduce_min(memory_sq - 2.0 * tf.matmul(by_place, memory), axis=-1)
-                    nearest = tf.transpose(tf.reshape(nearest, [GRID, GRID, -1]), [2, 0, 1])
-                    # back to the query's place; a shift past the border finds nothing there
-                    nearest = tf.pad(nearest, [[0, 0], [r, r], [r, r]], constant_values=np.inf)
-                    nearest = nearest[:, r + dy:r + dy + GRID, r + dx:r + dx + GRID]
-                    best = nearest if best is None else tf.minimum(best, nearest)
-            return best + queries_sq
+                    distances = memory_sq - 2.0 * tf.matmul(by_place, memory)  # [G*G, B, M]
+                    nearest = tf.reduce_min(distances, axis=-1)
+                    radius = tf.gather(self.memory_radius, tf.argmin(distances, axis=-1), batch_dims=1)
+
+                    def back(x, fill):  # to the query's place; a shift past the border finds nothing there
+                        x = tf.transpose(tf.reshape(x, [GRID, GRID, -1]), [2, 0, 1])
+                        x = tf.pad(x, [[0, 0], [r, r], [r, r]], constant_values=fill)
+                        return x[:, r + dy:r + dy + GRID, r + dx:r + dx + GRID]
+
+                    nearest, radius = back(nearest, np.inf), back(radius, 0.0)
+                    if best is None:
+                        best, best_radius = nearest, radius
+                    else:
+                        closer = nearest < best
+                        best, best_radius = tf.where(closer, nearest, best), tf.where(closer, radius, best_radius)
+            return best + queries_sq, best_radius
+
+        def distance_maps(self, images):
+            """`[B, S, S, 2]`: each pixel's distance to its nearest memorised cell, raw and density-
+            normalised, i.e. divided by that cell's radius + `radius_offset` (as the local outlier
+            factor does: a test cell whose nearest normal is itself rare among the normals, such as
+            a reflection, counts less)."""
+            squared, radius = self.nearest(self.descriptors(images))
+            distances = tf.sqrt(tf.maximum(squared, 0.0))
+            maps = tf.stack([distances, distances / (radius + self.radius_offset)], axis=-1)
+            if self.image_size != GRID:
+                maps = tf.image.resize(maps, [self.image_size, self.image_size], "bilinear")
+            return maps
 
         def call(self, images):
-            distances = tf.sqrt(tf.maximum(self.nearest_distances(self.descriptors(images)), 0.0))
-            if self.image_size != GRID:
-                distances = tf.image.resize(distances[..., None], [self.image_size, self.image_size],
-                                            "bilinear")[..., 0]
+            maps = self.distance_maps(images)
+            distances = tf.where(self.density > 0.5, maps[..., 1], maps[..., 0])
             statistics = pixel_statistics_map(images, self.pixel_mean, self.pixel_std)  # pixel_stats' own map
             return distances / self.scales[0] + self.statistics_weight * statistics / self.scales[1]
 
@@ -234,20 +270,64 @@ def _set_memory(model, layer_weights: dict) -> None:
         getattr(layer, name).assign(np.asarray(value, dtype=getattr(layer, name).dtype))
 
 
-def _candidate(image_size: int, search: str, weights: dict, memory: np.ndarray):
+def _candidate(image_size: int, search: str, weights: dict, memory: np.ndarray, radius: np.ndarray):
     model = build_patch_nn(image_size, search, memory.shape[-1])
-    _set_memory(model, {**weights, "memory": memory})
+    _set_memory(model, {**weights, "memory": memory, "memory_radius": radius,
+                        "radius_offset": float(np.median(radius))})
     return model
 
 
-def _memory_for(search: str, descriptors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """What a search memorises of `[N, G, G, D]` training descriptors, in the layer's layout:
-    `[G * G, D, M]` (position) or `[D, M]` (anywhere)."""
+def _memory_for(search: str, descriptors: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """What a search memorises of `[N, G, G, D]` training descriptors, in the layer's layout
+    (`[G * G, D, M]` for position, `[D, M]` for anywhere), and the training image of each entry `[M]`."""
     if search == "position":
         keep = np.sort(rng.permutation(len(descriptors))[:POSITION_MEMORY])
-        return np.ascontiguousarray(descriptors[keep].reshape(len(keep), -1, DIMS).transpose(1, 2, 0))
+        return np.ascontiguousarray(descriptors[keep].reshape(len(keep), -1, DIMS).transpose(1, 2, 0)), keep
     cells = descriptors.reshape(-1, DIMS)
-    return np.ascontiguousarray(cells[np.sort(rng.permutation(len(cells))[:ANYWHERE_MEMORY])].T)
+    keep = np.sort(rng.permutation(len(cells))[:ANYWHERE_MEMORY])
+    return np.ascontiguousarray(cells[keep].T), keep // (GRID * GRID)
+
+
+RADIUS_REFERENCE = 128
+"""Training images a memorised cell's radius is measured against (at most), for the position search."""
+
+
+def _memory_radius(search: str, memory: np.ndarray, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each memorised cell's distance to its nearest cell of other training images, in the layout
+    of `memory_radius`: `[G * G, M]` (position) or `[M]` (anywhere).
+
+    Cells of even-numbered images are measured against those of odd-numbered ones and the other
+    way round, so that no cell meets itself or its own image's overlapping neighbours; for the
+    position search against at most `RADIUS_REFERENCE` images of the other half (the search's
+    cost grows with the product).
+    """
+    import tensorflow as tf
+
+    halves = [np.flatnonzero(images % 2 == parity) for parity in (0, 1)]
+    if search == "anywhere":
+        cells = tf.constant(memory.T)  # [M, D]
+        radius = np.zeros(memory.shape[1], np.float32)
+        for mine, other in (halves, halves[::-1]):
+            reference = tf.gather(cells, other)
+            reference_sq = tf.reduce_sum(reference**2, axis=-1)
+            for start in range(0, len(mine), 4096):
+                query = tf.gather(cells, mine[start:start + 4096])
+                squared = (tf.reduce_sum(query**2, axis=-1, keepdims=True) + reference_sq
+                           - 2.0 * tf.matmul(query, reference, transpose_b=True))
+                radius[mine[start:start + 4096]] = np.sqrt(np.maximum(tf.reduce_min(squared, -1).numpy(), 0.0))
+        return radius
+    radius = np.zeros(memory.shape[::2], np.float32)  # [G * G, M]
+    for mine, other in (halves, halves[::-1]):
+        other = np.sort(rng.permutation(other)[:RADIUS_REFERENCE])
+        model = build_patch_nn(int(GRID), "position", len(other))  # only the search is used
+        layer = model.get_layer("patch_nn")
+        layer.memory.assign(memory[..., other].astype(np.float16))
+        search = tf.function(layer.nearest_distances)
+        queries = memory[..., mine].transpose(2, 0, 1).reshape(len(mine), GRID, GRID, DIMS)
+        for start in range(0, len(mine), 8):
+            squared = search(tf.constant(queries[start:start + 8].astype(np.float32))).numpy()
+            radius[:, mine[start:start + 8]] = np.sqrt(np.maximum(squared, 0.0)).reshape(-1, GRID * GRID).T
+    return radius
 
 
 def _validation_set(val_images: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -291,11 +371,12 @@ def fit_patch_nn(train_images: np.ndarray, val_images: np.ndarray, image_size: i
                  seed: int = 0, verbose: bool = True):
     """Fits `patch_nn` to the training normals and chooses its search on the validation normals.
 
-    Four candidates, each search alone or with the per-pixel statistics added, are scored on the
-    validation normals together with copies of them carrying synthetic anomalies on the object
-    (`cae_keras.anomalies`); the one with the highest mean of image AUROC, pixel AUROC and AU-PRO
-    there is kept. Each map is divided by its mean on the validation normals before they are
-    added, so that neither wins by its units. No test image is read.
+    Eight candidates, each search with its distances raw or density-normalised, alone or with the
+    per-pixel statistics added, are scored on the validation normals together with copies of them
+    carrying synthetic anomalies on the object (`cae_keras.anomalies`); the one with the highest
+    mean of image AUROC, pixel AUROC and AU-PRO there is kept. Each map is divided by its mean on
+    the validation normals before they are added, so that neither wins by its units. No test
+    image is read.
 
     Args:
         train_images: `[N, S, S, 3] uint8` training normals, N >= 2.
@@ -306,8 +387,6 @@ def fit_patch_nn(train_images: np.ndarray, val_images: np.ndarray, image_size: i
         (the fitted Keras model, a dict saying what each candidate scored and which was kept).
     """
     import tensorflow as tf
-
-    from cae_keras import scoring
 
     rng = np.random.default_rng(seed)
     say = print if verbose else (lambda *args, **kwargs: None)
@@ -338,25 +417,30 @@ def fit_patch_nn(train_images: np.ndarray, val_images: np.ndarray, image_size: i
     statistics_scale = float(statistics[normals].mean())
     candidates, fitted = {}, {}
     for search in SEARCHES:
-        model = _candidate(image_size, search, weights, _memory_for(search, descriptors, rng))
-        distances = scoring.predict_batches(model, images, batch_size=16)
-        distance_scale = float(distances[normals].mean())
-        fitted[search] = (model, distance_scale)
-        for with_statistics in (False, True):
-            name = search + (" + pixel statistics" if with_statistics else "")
-            maps = distances / distance_scale + (statistics / statistics_scale if with_statistics else 0.0)
-            figures = _figures(maps, masks, labels, blur_sigma)
-            known = [value for value in figures.values() if value is not None]
-            candidates[name] = {"search": search, "pixel_statistics": with_statistics, **figures,
-                                "mean": float(np.mean(known)) if known else None}
-            say(f"  {name:29s} " + "  ".join(f"{FIGURE_NAMES[key]} {'n/a' if value is None else f'{value:.3f}'}"
-                                             for key, value in figures.items()))
+        memory, source_images = _memory_for(search, descriptors, rng)
+        model = _candidate(image_size, search, weights, memory, _memory_radius(search, memory, source_images, rng))
+        layer_maps = tf.function(model.get_layer("patch_nn").distance_maps)
+        both = np.concatenate([layer_maps(tf.constant(images[start:start + 16])).numpy()
+                               for start in range(0, len(images), 16)])
+        for density in (False, True):
+            distances = both[..., int(density)]
+            distance_scale = float(distances[normals].mean())
+            fitted[search, density] = (model, distance_scale)
+            for with_statistics in (False, True):
+                name = search + (" / density" if density else "") + (" + pixel statistics" if with_statistics else "")
+                maps = distances / distance_scale + (statistics / statistics_scale if with_statistics else 0.0)
+                figures = _figures(maps, masks, labels, blur_sigma)
+                known = [value for value in figures.values() if value is not None]
+                candidates[name] = {"search": search, "density": density, "pixel_statistics": with_statistics,
+                                    **figures, "mean": float(np.mean(known)) if known else None}
+                say(f"  {name:39s} " + "  ".join(
+                    f"{FIGURE_NAMES[key]} {'n/a' if value is None else f'{value:.3f}'}" for key, value in figures.items()))
     scored = [name for name in candidates if candidates[name]["mean"] is not None]
     # Without any figure to compare (no synthetic anomaly could be placed), keep the first
     # candidate: the position search alone.
     best = max(scored, key=lambda name: candidates[name]["mean"]) if scored else "position"
-    model, distance_scale = fitted[candidates[best]["search"]]
-    _set_memory(model, {"scales": [distance_scale, statistics_scale],
+    model, distance_scale = fitted[candidates[best]["search"], candidates[best]["density"]]
+    _set_memory(model, {"scales": [distance_scale, statistics_scale], "density": float(candidates[best]["density"]),
                         "statistics_weight": float(candidates[best]["pixel_statistics"])})
     say(f"patch_nn: kept '{best}'")
     record = {"kept": best, "rule": "highest mean of image AUROC, pixel AUROC and AU-PRO on validation "

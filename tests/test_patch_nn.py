@@ -12,21 +12,24 @@ from cae_keras.config import TrainConfig
 from cae_keras.training import train
 
 
-def _brute_force(queries, memory, search, radius):
-    """Squared distance of each query cell to its nearest memorised cell, the slow way."""
+def _brute_force(queries, memory, search, radius, memory_radius):
+    """Squared distance of each query cell to its nearest memorised cell, and that cell's radius,
+    the slow way."""
     n, grid, _, _ = queries.shape
-    out = np.full(queries.shape[:3], np.inf)
+    out, matched = np.full(queries.shape[:3], np.inf), np.zeros(queries.shape[:3])
     for b in range(n):
         for y in range(grid):
             for x in range(grid):
                 if search == "anywhere":
-                    candidates = memory
+                    candidates, radii = memory, memory_radius
                 else:  # the same place +- radius, inside the grid
                     ys = range(max(0, y - radius), min(grid, y + radius + 1))
                     xs = range(max(0, x - radius), min(grid, x + radius + 1))
                     candidates = memory[:, ys][:, :, xs].reshape(-1, memory.shape[-1])
-                out[b, y, x] = ((candidates - queries[b, y, x]) ** 2).sum(-1).min()
-    return out
+                    radii = memory_radius[:, ys][:, :, xs].reshape(-1)
+                distances = ((candidates - queries[b, y, x]) ** 2).sum(-1)
+                out[b, y, x], matched[b, y, x] = distances.min(), radii[distances.argmin()]
+    return out, matched
 
 
 @pytest.mark.parametrize("search", patch_nn.SEARCHES)
@@ -42,12 +45,36 @@ def test_nearest_distances_match_brute_force(search, monkeypatch):
         stored = memory.T
     else:
         stored = memory.reshape(3, -1, 4).transpose(1, 2, 0)
+    memory_radius = rng.random(memory.shape[:-1]).astype(np.float32)  # [M] or [N, G, G]
     layer = patch_nn._layer_class()(24, search, stored.shape[-1], radius=1)
     layer.build((None, 24, 24, 3))
     layer.memory.assign(stored.astype(np.float16))
-    got = np.asarray(layer.nearest_distances(queries))
-    expected = _brute_force(queries, memory, search, 1)
+    layer.memory_radius.assign(memory_radius if search == "anywhere" else memory_radius.reshape(3, -1).T)
+    got, got_radius = (np.asarray(x) for x in layer.nearest(queries))
+    expected, expected_radius = _brute_force(queries, memory, search, 1, memory_radius)
     assert np.allclose(got, expected, rtol=1e-4, atol=1e-4)
+    assert np.allclose(got_radius, expected_radius)
+
+
+@pytest.mark.parametrize("search", patch_nn.SEARCHES)
+def test_memory_radius_is_the_distance_to_other_images_cells(search, monkeypatch):
+    monkeypatch.setattr(patch_nn, "GRID", 6)
+    monkeypatch.setattr(patch_nn, "DIMS", 4)
+    monkeypatch.setattr(patch_nn, "ANYWHERE_MEMORY", 40)
+    rng = np.random.default_rng(1)
+    descriptors = rng.normal(size=(5, 6, 6, 4)).astype(np.float16).astype(np.float32)
+    memory, images = patch_nn._memory_for(search, descriptors, rng)
+    radius = patch_nn._memory_radius(search, memory, images, rng)
+    cells = memory.T if search == "anywhere" else memory.transpose(2, 0, 1).reshape(-1, 6, 6, 4)
+    for index in range(len(cells)):  # each entry against the memorised cells of the other half
+        other = images % 2 != images[index] % 2
+        if search == "anywhere":
+            expected = np.sqrt(((cells[other] - cells[index]) ** 2).sum(-1).min())
+            assert np.isclose(radius[index], expected, rtol=1e-3)
+        else:
+            squared, _ = _brute_force(cells[index][None], cells[other], "position", patch_nn.RADIUS,
+                                      np.zeros(cells[other].shape[:-1]))
+            assert np.allclose(radius[:, index], np.sqrt(squared[0]).reshape(-1), rtol=1e-3, atol=1e-4)
 
 
 def test_object_masks_find_the_part_or_the_whole_texture():
@@ -76,7 +103,7 @@ def test_patch_nn_trains_finds_a_defect_and_round_trips(tiny_dataset, tmp_path):
     config = TrainConfig(data=str(tiny_dataset), category="bottle", model="patch_nn", image_size=48)
     paths = train(config, tmp_path / "run", verbose=0)
     selection = json.loads(paths.selection.read_text())
-    assert selection["kept"] in selection["candidates"] and len(selection["candidates"]) == 4
+    assert selection["kept"] in selection["candidates"] and len(selection["candidates"]) == 8
     assert all(0.0 <= c["image_auroc"] <= 1.0 for c in selection["candidates"].values())
 
     model = models.load_model(paths.model)
