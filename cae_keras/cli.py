@@ -6,7 +6,6 @@ Errors the user can fix end in one line on stderr and exit code 2, never a trace
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading

@@ -17,10 +17,16 @@ COMPARISON_KEYS = ("image_auroc", "pixel_auroc", "aupro", "pixel_ap", "image_f1"
                    "ssim_good", "train_seconds", "parameters")
 
 
+def _short(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def compare(data: Path, category: str, model_names: list[str], out: Path, verbose: int | str = 2,
             model_epochs: dict[str, int] | None = None, **training) -> list[dict]:
     """Trains (or resumes) and evaluates each model into `out/<model>`, then writes
     `out/comparison.md`, `out/comparison.json` and `out/comparison.png`.
+
+    One progress line per model is printed whatever `verbose` (Keras' verbosity) says.
 
     Args:
         model_epochs: epochs for some models, instead of `training["epochs"]` or their own recipe.
@@ -34,14 +40,16 @@ def compare(data: Path, category: str, model_names: list[str], out: Path, verbos
     out = Path(out)
     rows = []
     for number, name in enumerate(model_names, 1):
-        if verbose:
-            print(f"[compare {number}/{len(model_names)}] {name}")
+        print(f"[compare {number}/{len(model_names)}] {name}", flush=True)
         settings = {**training, **({"epochs": model_epochs[name]} if name in (model_epochs or {}) else {})}
         config = TrainConfig(data=str(data), category=category, model=name, **settings)
         train(config, out / name, verbose=verbose)
         evaluation = evaluate_run(out / name, progress=bool(verbose))
         write_report(evaluation, out / name)
         rows.append(evaluation.metrics)
+        m = evaluation.metrics
+        print(f"    {m['epochs']} epochs in {m['train_seconds']:.0f} s; image AUROC {_short(m['image_auroc'])}, "
+              f"pixel AUROC {_short(m['pixel_auroc'])}, AU-PRO {_short(m['aupro'])}", flush=True)
     table = comparison_table(rows, COMPARISON_KEYS)
     write_text_atomic(out / "comparison.md", f"# {category}: {', '.join(model_names)}\n\n{table}\n")
     write_text_atomic(out / "comparison.json", json.dumps(rows, indent=2) + "\n")

@@ -383,7 +383,7 @@ def load_mask(path: Path | list[Path], size: int | None = None, image_shape: tup
 
 def load_images(paths: list[Path], size: int, progress: str | None = None) -> np.ndarray:
     """Reads many images into `[N, size, size, 3] float32 in [0, 1]`, with a progress bar if named."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: a notebook without widget support shows them right too
 
     out = np.empty((len(paths), size, size, 3), dtype=np.float32)
     for i, path in enumerate(tqdm(paths, desc=progress, disable=progress is None, leave=False)):
@@ -418,7 +418,7 @@ def load_test_set(category: Category, size: int, progress: bool = True, allow_em
     Raises:
         DataError: an unreadable image or mask, a mask of another size, an empty mask.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: a notebook without widget support shows them right too
 
     n = len(category.test)
     images = np.empty((n, size, size, 3), dtype=np.float32)

@@ -54,7 +54,7 @@ def fetch(archive: Archive, root: Path, progress: bool = True, timeout: float = 
         DataError: the server cannot be reached (with the manual steps), or the checksum is wrong
             (the bad file is removed so the next call starts again).
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: a notebook without widget support shows them right too
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

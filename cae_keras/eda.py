@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from cae_keras.data import Category
@@ -68,10 +69,11 @@ def texture_figure(images: np.ndarray, titles: list[str], masks: list[np.ndarray
         panels = (image, local_variance(gray), gradient_magnitude(gray), log_spectrum(gray))
         for c, panel in enumerate(panels):
             axes = grid[r, c]
-            shown = panel if panel.ndim == 3 else panel / max(np.percentile(panel, 99.5), 1e-9)
-            if mask is not None and c < 3:
-                shown = overlay_outline(np.clip(shown, 0, 1), mask)
-            axes.imshow(np.clip(shown, 0, 1), cmap="magma" if panel.ndim == 2 else None)
+            if panel.ndim == 2:  # coloured before any outline, so every row has the same colours
+                scaled = np.clip(panel / max(np.percentile(panel, 99.5), 1e-9), 0.0, 1.0)
+                panel = colormaps["magma"](scaled)[..., :3].astype(np.float32)
+            shown = overlay_outline(np.clip(panel, 0, 1), mask) if mask is not None and c < 3 else panel
+            axes.imshow(np.clip(shown, 0, 1))
             axes.set_xticks([]), axes.set_yticks([])
             if r == 0:
                 axes.set_title(columns[c], fontsize=9)

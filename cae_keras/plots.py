@@ -6,8 +6,9 @@ import io
 
 import cv2
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import cm, colormaps, colors
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import roc_curve as sk_roc_curve
 
 
@@ -34,8 +35,11 @@ def loss_curve(history: list[dict], title: str = "Training loss") -> Figure:
         if any(v is not None for v in values):
             axes.plot(epochs, [np.nan if v is None else v for v in values], label=label)
     axes.set(xlabel="epoch", ylabel="MSE loss", title=title)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # no fractional epochs
     if axes.lines:
-        axes.set_yscale("log")
+        finite = [v for line in axes.lines for v in line.get_ydata() if np.isfinite(v) and v > 0]
+        if finite and max(finite) / min(finite) > 10:  # a log scale only where it spans decades
+            axes.set_yscale("log")
         axes.legend()
     else:
         axes.text(0.5, 0.5, "no gradient training (one pass over the data)", ha="center", transform=axes.transAxes)
@@ -64,11 +68,12 @@ def score_histogram(scores: np.ndarray, defect_types: list[str], threshold: floa
     bins = np.linspace(min(scores.min(), threshold), max(scores.max(), threshold), 30)
     for name in ["good"] + sorted(set(defect_types) - {"good"}):
         chosen = scores[types == name]
-        if len(chosen):
-            axes.hist(chosen, bins=bins, alpha=0.55, label=f"{name} ({len(chosen)})")
+        if len(chosen):  # outlines, so that overlapping groups stay readable
+            axes.hist(chosen, bins=bins, histtype="step", lw=1.8, label=f"{name} ({len(chosen)})")
     axes.axvline(threshold, color="k", ls="--", label="threshold (validation normals)")
     axes.set(xlabel="image score (max of blurred anomaly map)", ylabel="images", title=title)
-    axes.legend()
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts are whole images
+    axes.legend(fontsize=8)
     return figure
 
 
@@ -112,20 +117,25 @@ def image_grid(images: list[np.ndarray], titles: list[str], columns: int = 4, cm
 
 def gallery(images: np.ndarray, maps: np.ndarray, masks: np.ndarray, defect_types: list[str],
             scores: np.ndarray, reconstructions: np.ndarray | None, vmax: float, per_type: int = 1) -> Figure:
-    """One row per example (good first, then each defect type): input, reconstruction, map, overlay.
+    """One row per example (good first, then each defect type): input, reconstruction, ground
+    truth, map, overlay.
 
-    The examples are the first `per_type` images of each type in file order, not picked by score.
+    Every map is drawn on one scale, 0 to `vmax`, shown by a shared colour bar, so that maps of
+    different images compare. The ground-truth mask has its own column (an outline would hide a
+    small defect at a small image size). The examples are the first `per_type` images of each
+    type in file order, not picked by score.
     """
     types = np.asarray(defect_types)
     rows = [i for name in ["good"] + sorted(set(defect_types) - {"good"})
             for i in np.flatnonzero(types == name)[:per_type]]
     columns = ["input"] + (["reconstruction"] if reconstructions is not None else []) + [
-        "anomaly map", "overlay + ground truth"]
-    figure = NotebookFigure(figsize=(2.4 * len(columns), 2.4 * len(rows)), layout="constrained")
+        "ground truth", "anomaly map", "overlay"]
+    figure = NotebookFigure(figsize=(2.4 * len(columns) + 0.8, 2.4 * len(rows)), layout="constrained")
     grid = figure.subplots(len(rows), len(columns), squeeze=False)
     for r, i in enumerate(rows):
+        truth = np.repeat(masks[i][..., None].astype(np.float32), 3, axis=2)
         panels = [images[i]] + ([reconstructions[i]] if reconstructions is not None else []) + [
-            colorize(maps[i], vmax), overlay(images[i], maps[i], vmax, masks[i])]
+            truth, colorize(maps[i], vmax), overlay(images[i], maps[i], vmax)]
         for c, panel in enumerate(panels):
             axes = grid[r, c]
             axes.imshow(panel)
@@ -134,23 +144,28 @@ def gallery(images: np.ndarray, maps: np.ndarray, masks: np.ndarray, defect_type
             if r == 0:
                 axes.set_title(columns[c], fontsize=9)
         grid[r, 0].set_ylabel(f"{types[i]}\nscore {scores[i]:.3g}", fontsize=9)
+    scale = cm.ScalarMappable(colors.Normalize(0.0, vmax), colormaps["inferno"])
+    figure.colorbar(scale, ax=grid[:, -2:], shrink=0.8, label="anomaly map (one scale for all)")
     return figure
 
 
 def comparison_bars(rows: list[dict], keys: tuple[str, ...] = ("image_auroc", "pixel_auroc", "aupro"),
                     title: str = "Detection by model") -> Figure:
-    """Grouped bars of detection figures, one group per model (missing figures drawn as 0)."""
-    figure = NotebookFigure(figsize=(max(6, 1.3 * len(rows) + 2), 4), layout="constrained")
+    """Grouped bars of detection figures, one group per model, each labelled with its value
+    ('n/a' where it could not be computed). The legend sits outside the bars."""
+    figure = NotebookFigure(figsize=(max(7, 1.4 * len(rows) + 3), 4.2), layout="constrained")
     axes = figure.add_subplot()
     width = 0.8 / len(keys)
     positions = np.arange(len(rows))
     for i, key in enumerate(keys):
-        values = [row.get(key) or 0.0 for row in rows]
-        axes.bar(positions + (i - (len(keys) - 1) / 2) * width, values, width, label=key)
+        values = [row.get(key) for row in rows]
+        bars = axes.bar(positions + (i - (len(keys) - 1) / 2) * width, [v or 0.0 for v in values], width, label=key)
+        axes.bar_label(bars, ["n/a" if v is None else f"{v:.2f}" for v in values], fontsize=6, rotation=90,
+                       padding=2)
     axes.set_xticks(positions, [row["model"] for row in rows], rotation=20)
-    axes.set(ylim=(0, 1), ylabel="score (1 = perfect)", title=title)
-    axes.axhline(0.5, color="k", lw=0.6, ls=":")
-    axes.legend(loc="lower right")
+    axes.set(ylim=(0, 1.12), ylabel="score (1 = perfect)", title=title)
+    axes.axhline(0.5, color="k", lw=0.6, ls=":", label="0.5: chance for the AUROCs (not for AU-PRO)")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     return figure
 
 

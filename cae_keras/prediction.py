@@ -133,7 +133,7 @@ def predict(scorer: Scorer, inputs: list[Path], out_dir: Path, save_maps: bool =
     different images compare. Images are read and scored `batch_size` at a time, so memory stays
     flat however many there are.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: a notebook without widget support shows them right too
 
     found = expand_inputs(inputs, recursive)
     images = [path for path, _ in found]

@@ -205,7 +205,7 @@ def write_dataset(root: Path, category: str = "bottle", config: SynthConfig = Sy
 
     Existing files of the same names are overwritten (the output is deterministic).
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: a notebook without widget support shows them right too
 
     folder = Path(root) / category
     jobs = [("train", i) for i in range(config.n_train)]
