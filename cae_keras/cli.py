@@ -145,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--batch-size", type=_positive_int, default=32)
     compare.add_argument("--seed", type=int, default=0)
     compare.add_argument("--precision", default="float32", choices=PRECISIONS)
+    compare.add_argument("--allow-empty-masks", action="store_true", help="as for evaluate")
 
     demo = commands.add_parser("demo", help="synthetic data; the default model, pixel_stats and seed_cae compared")
     demo.add_argument("--data", type=Path, default=Path("data/synthetic"))
@@ -307,7 +308,8 @@ def _compare(args) -> None:
 
     names = [name.strip() for name in args.models.split(",") if name.strip()]
     rows = compare(args.data, args.category, names, args.out, epochs=args.epochs, image_size=args.image_size,
-                   batch_size=args.batch_size, seed=args.seed, precision=args.precision)
+                   batch_size=args.batch_size, seed=args.seed, precision=args.precision,
+                   allow_empty_masks=args.allow_empty_masks)
     print(comparison_table(rows, COMPARISON_KEYS))
     print(f"table, JSON and figure in {args.out}")
 

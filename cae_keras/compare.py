@@ -22,7 +22,7 @@ def _short(value) -> str:
 
 
 def compare(data: Path, category: str, model_names: list[str], out: Path, verbose: int | str = 2,
-            model_epochs: dict[str, int] | None = None, **training) -> list[dict]:
+            model_epochs: dict[str, int] | None = None, allow_empty_masks: bool = False, **training) -> list[dict]:
     """Trains (or resumes) and evaluates each model into `out/<model>`, then writes
     `out/comparison.md`, `out/comparison.json` and `out/comparison.png`.
 
@@ -30,6 +30,7 @@ def compare(data: Path, category: str, model_names: list[str], out: Path, verbos
 
     Args:
         model_epochs: epochs for some models, instead of `training["epochs"]` or their own recipe.
+        allow_empty_masks: as `evaluation.evaluate_run`'s.
         training: TrainConfig fields shared by every model (epochs, image_size, batch_size, seed, ...).
 
     Returns:
@@ -44,11 +45,12 @@ def compare(data: Path, category: str, model_names: list[str], out: Path, verbos
         settings = {**training, **({"epochs": model_epochs[name]} if name in (model_epochs or {}) else {})}
         config = TrainConfig(data=str(data), category=category, model=name, **settings)
         train(config, out / name, verbose=verbose)
-        evaluation = evaluate_run(out / name, progress=bool(verbose))
+        evaluation = evaluate_run(out / name, progress=bool(verbose), allow_empty_masks=allow_empty_masks)
         write_report(evaluation, out / name)
         rows.append(evaluation.metrics)
         m = evaluation.metrics
-        print(f"    {m['epochs']} epochs in {m['train_seconds']:.0f} s; image AUROC {_short(m['image_auroc'])}, "
+        trained = "fitted" if get_spec(name).trained_by == "statistics" else f"{m['epochs']} epochs"
+        print(f"    {trained} in {m['train_seconds']:.0f} s; image AUROC {_short(m['image_auroc'])}, "
               f"pixel AUROC {_short(m['pixel_auroc'])}, AU-PRO {_short(m['aupro'])}", flush=True)
     table = comparison_table(rows, COMPARISON_KEYS)
     write_text_atomic(out / "comparison.md", f"# {category}: {', '.join(model_names)}\n\n{table}\n")

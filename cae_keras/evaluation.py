@@ -119,9 +119,11 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, category: str | N
         check_scoring(spec, config)
         calibration = calibrate(model, spec, config, validation_images(config))
     threshold = float(calibration["threshold"])
-    same_data = data_root is None and category is None
-    chosen = data.category_of(config, with_test=True) if same_data else data.read_category(
-        Path(data_root or config.data), category or config.category, layout=config.layout if data_root is None else None)
+    if data_root is None and category is None:
+        chosen = data.category_of(config, with_test=True)
+    else:  # another root's layout is detected; the run's own layout applies to its own root
+        chosen = data.read_category(Path(data_root or config.data), category or config.category,
+                                    layout=config.layout if data_root is None else None)
     test = data.load_test_set(chosen, config.image_size, progress=progress, allow_empty_masks=allow_empty_masks)
     inference = scoring.infer(model, spec.output, test.images, scoring.ScoringMethod.of(config, calibration),
                               config.batch_size)

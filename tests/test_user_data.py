@@ -258,17 +258,19 @@ def _defects(tiny_dataset) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def _normals_with_validation(folder: Path, train: list[Path], good: list[Path], test_folder: str) -> None:
+    """20 training normals, the other 4 as the layout's validation normals, the good test images."""
+    for part, paths in (("train/good", train[:20]), ("validation/good", train[20:]), (f"{test_folder}/good", good)):
+        for path in paths:
+            _put(path, folder / part / path.name)
+
+
 def _build(layout: str, tiny_dataset: Path, root: Path) -> Path:
     """The tiny dataset rewritten in another layout; returns the category folder."""
     train, good, defects = _images(tiny_dataset, "train"), _images(tiny_dataset, "test/good"), _defects(tiny_dataset)
     folder = root / "part"
     if layout == "mvtec_ad2":
-        for path in train[:20]:
-            _put(path, folder / "train" / "good" / path.name)
-        for path in train[20:]:
-            _put(path, folder / "validation" / "good" / path.name)
-        for path in good:
-            _put(path, folder / "test_public" / "good" / path.name)
+        _normals_with_validation(folder, train, good, "test_public")
         for n, (image, mask) in enumerate(defects):
             _put(image, folder / "test_public" / "bad" / f"{n:03d}.png")
             _put(mask, folder / "test_public" / "ground_truth" / "bad" / f"{n:03d}_mask.png")
@@ -296,12 +298,7 @@ def _build(layout: str, tiny_dataset: Path, root: Path) -> Path:
         with open(root / "split_csv" / "1cls.csv", "w", newline="") as file:
             csv.writer(file).writerows(rows)
     elif layout == "loco":
-        for path in train[:20]:
-            _put(path, folder / "train" / "good" / path.name)
-        for path in train[20:]:
-            _put(path, folder / "validation" / "good" / path.name)
-        for path in good:
-            _put(path, folder / "test" / "good" / path.name)
+        _normals_with_validation(folder, train, good, "test")
         for n, (image, mask) in enumerate(defects):
             _put(image, folder / "test" / "logical_anomalies" / f"{n:03d}.png")
             full = np.asarray(Image.open(mask))
