@@ -6,6 +6,7 @@ Errors the user can fix end in one line on stderr and exit code 2, never a trace
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -331,8 +332,8 @@ def _demo(args) -> None:
     print()
     print(f"[demo] {DEFAULT_MODEL} and pixel_stats are fitted in full (no epochs); seed_cae trained {args.epochs} "
           "epochs here, its full recipe is 200:\n"
-          f"       cae-keras train --data {args.data} --category bottle --model seed_cae --run runs/seed_cae_full"
-          " --epochs 200")
+          f"       {os.path.relpath(sys.executable)} -m cae_keras train --data {args.data} --category bottle "
+          "--model seed_cae --run runs/seed_cae_full --epochs 200")
     print(f"[demo] reports: {args.runs}/<model>/report.md; table and figure: {args.runs}/comparison.md, "
           f"comparison.png; took {time.perf_counter() - started:.0f} s")
 
