@@ -41,18 +41,23 @@ class FewValidationNormals(UserWarning):
     """The validation normals are too few for the threshold's quantile."""
 
 
-def warn_if_few(n_validation: int, quantile: float) -> float:
+def warn_if_few(n_validation: int, quantile: float, from_folder: bool = False) -> float:
     """Warns when `n_validation` normals cannot resolve the `quantile`; returns the expected
-    false-alarm rate of the threshold (see `thresholds.expected_false_alarm_rate`)."""
+    false-alarm rate of the threshold (see `thresholds.expected_false_alarm_rate`).
+
+    Args:
+        from_folder: the validation normals are the layout's own folder (the advice differs).
+    """
     import warnings
 
     expected = thresholds.expected_false_alarm_rate(n_validation, quantile)
     if expected > 1.5 * (1.0 - quantile):
+        advice = ("add images to the validation folder" if from_folder else
+                  "raise --val-fraction, or add a validation/good folder")
         warnings.warn(
             f"only {n_validation} validation normals: their {quantile} quantile is close to their maximum, so "
             f"expect about {expected:.1%} of new normal images to be flagged, not {1 - quantile:.1%}. For a "
-            "tighter rule use more validation normals (--val-fraction, or a validation/good folder).",
-            FewValidationNormals, stacklevel=2)
+            f"tighter rule, {advice}.", FewValidationNormals, stacklevel=2)
     return expected
 
 

@@ -50,9 +50,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cae_keras {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also show TensorFlow's own start-up and log lines")
+    # -v is also taken after the command (`cae-keras evaluate -v ...`); SUPPRESS keeps the value
+    # given before it when it is not repeated there.
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help="also show TensorFlow's own start-up and log lines")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    synth = commands.add_parser("synth", help="write the built-in synthetic dataset in the MVTec AD layout")
+    synth = commands.add_parser("synth", parents=[verbose], help="write the built-in synthetic dataset in the MVTec AD layout")
     synth.add_argument("--out", required=True, type=Path, help="dataset root to write into")
     synth.add_argument("--category", default="bottle")
     synth.add_argument("--seed", type=int, default=0)
@@ -61,9 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--n-test-good", type=_positive_int, default=20)
     synth.add_argument("--n-per-defect", type=_positive_int, default=21)
 
-    commands.add_parser("models", help="list the registered model names")
+    commands.add_parser("models", parents=[verbose], help="list the registered model names")
 
-    train = commands.add_parser("train", help="train a model into a run folder (rerun to resume)")
+    train = commands.add_parser("train", parents=[verbose], help="train a model into a run folder (rerun to resume)")
     train.add_argument("--data", required=True, type=Path, help="dataset root (MVTec AD layout)")
     train.add_argument("--category", help="category folder under --data (or use --all-categories)")
     train.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(REGISTRY), help=f"default: {DEFAULT_MODEL}")
@@ -90,14 +95,15 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--all-categories", action="store_true",
                        help="train every category under --data, each into RUN/<category> (--category is then ignored)")
 
-    evaluate = commands.add_parser("evaluate", help="write metrics.json, report.md and figures for a run")
+    evaluate = commands.add_parser("evaluate", parents=[verbose], help="write metrics.json, report.md and figures for a run")
     evaluate.add_argument("--run", required=True, type=Path)
     evaluate.add_argument("--data", type=Path, help="another dataset root (default: the one trained on)")
     evaluate.add_argument("--category", help="another category (default: the one trained on)")
     _scoring_arguments(evaluate, default=False)
     evaluate.add_argument("--allow-empty-masks", action="store_true",
-                          help="count defective test images whose mask has no defect pixel for image figures only "
-                               "(listed in metrics.json) instead of stopping")
+                          help="keep defective test images whose mask has no defect pixel instead of stopping: "
+                               "defective for image figures, their pixels normal for pixel figures (listed in "
+                               "metrics.json)")
     evaluate.add_argument("--compare-scoring", action="store_true",
                           help="also score with every anomaly map and image score (reconstruction models); "
                                "writes scoring_methods.md")
@@ -105,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="also compare decision rules (thresholds, post-processing) for defects of at least "
                                "this many pixels at the model's size; writes RUN/decision_rules.md")
 
-    predict = commands.add_parser("predict", help="score images: score, decision, map and overlay each")
+    predict = commands.add_parser("predict", parents=[verbose], help="score images: score, decision, map and overlay each")
     source = predict.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", type=Path, help="a run folder")
     source.add_argument("--model", type=Path, help="a model written by `cae-keras export`")
@@ -116,18 +122,18 @@ def _parser() -> argparse.ArgumentParser:
                          help="also score the images in every sub-folder; outputs keep the sub-folders")
     predict.add_argument("--batch-size", type=_positive_int, default=32, help="images read and scored at a time")
 
-    export = commands.add_parser("export", help="export a run: uint8 images in, map, score and decision out")
+    export = commands.add_parser("export", parents=[verbose], help="export a run: uint8 images in, map, score and decision out")
     export.add_argument("--run", required=True, type=Path)
     export.add_argument("--format", required=True, choices=FORMATS)
     export.add_argument("--out", required=True, type=Path)
 
-    download = commands.add_parser("download", help="fetch MVTec AD (resumable, sha256-checked, safe extraction)")
+    download = commands.add_parser("download", parents=[verbose], help="fetch MVTec AD (resumable, sha256-checked, safe extraction)")
     download.add_argument("--root", required=True, type=Path, help="folder to download and extract into")
     download.add_argument("--category", action="append", help="keep only this category (repeatable)")
     download.add_argument("--url", help="another mirror of the same archive")
     download.add_argument("--sha256", help="the expected sha256 when --url points at another archive")
 
-    bench = commands.add_parser("bench", help="measure training and inference speed and memory of a model")
+    bench = commands.add_parser("bench", parents=[verbose], help="measure training and inference speed and memory of a model")
     bench.add_argument("--model", default="seed_cae", choices=sorted(REGISTRY))
     bench.add_argument("--image-size", type=_positive_int, default=256)
     bench.add_argument("--images", type=_positive_int, default=128, help="synthetic images per epoch")
@@ -136,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--run", type=Path, help="also export this run in every format and time each")
     bench.add_argument("--out", type=Path, help="write the figures as JSON here")
 
-    compare = commands.add_parser("compare", help="train and evaluate several models; a table and a figure")
+    compare = commands.add_parser("compare", parents=[verbose], help="train and evaluate several models; a table and a figure")
     compare.add_argument("--data", required=True, type=Path)
     compare.add_argument("--category", required=True)
     compare.add_argument("--models", required=True, help="comma-separated model names")
@@ -148,7 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--precision", default="float32", choices=PRECISIONS)
     compare.add_argument("--allow-empty-masks", action="store_true", help="as for evaluate")
 
-    demo = commands.add_parser("demo", help="synthetic data; the default model, pixel_stats and seed_cae compared")
+    demo = commands.add_parser("demo", parents=[verbose], help="synthetic data; the default model, pixel_stats and seed_cae compared")
     demo.add_argument("--data", type=Path, default=Path("data/synthetic"))
     demo.add_argument("--runs", type=Path, default=Path("runs/demo"))
     demo.add_argument("--epochs", type=_positive_int, default=DEFAULT_DEMO_EPOCHS, help="seed_cae's epochs")
@@ -243,11 +249,12 @@ def _evaluate(args) -> dict:
         print(table)
     m = evaluation.metrics
     if m["empty_masks"]:
-        print(f"cae-keras: warning: {len(m['empty_masks'])} defective test images have an empty mask; they count "
-              "for image figures only (metrics.json: empty_masks)", file=sys.stderr)
+        print(f"cae-keras: warning: defective test images with an empty mask: {len(m['empty_masks'])} (defective "
+              "for image figures, their pixels normal for pixel figures; metrics.json: empty_masks)", file=sys.stderr)
     figures = ", ".join(f"{name} {_figure(m[key])}" for key, name in (
-        ("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("aupro", "AU-PRO"),
-        ("false_alarm_rate", "false alarms"), ("miss_rate", "missed")))
+        ("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("aupro", "AU-PRO")))
+    figures += ", ".join(["", f"flagged {_share(m['false_alarm_rate'])} of good images",
+                          f"missed {_share(m['miss_rate'])} of defective ones"])
     print(f"{m['model']} on {m['category']}: {figures}; report: {paths.root / 'report.md'}")
     for key, reason in m["null_reasons"].items():
         if key in ("image_auroc", "pixel_auroc", "aupro", "image_f1", "false_alarm_rate", "miss_rate"):
@@ -257,6 +264,10 @@ def _evaluate(args) -> dict:
 
 def _figure(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def _share(value) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
 
 
 def _predict(args) -> None:

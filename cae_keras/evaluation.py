@@ -107,8 +107,9 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, category: str | N
     The threshold is the one chosen at training time from validation normals. With
     `scoring_overrides` (e.g. `{"anomaly_map": "ssim", "image_score": "top_k_mean"}`) the run is
     scored another way, and threshold and map scales are chosen again from its validation normals.
-    With `allow_empty_masks`, defective test images whose mask holds no defect pixel count for the
-    image figures (they are listed in `metrics.json`, `empty_masks`); otherwise they are an error.
+    With `allow_empty_masks`, defective test images whose mask holds no defect pixel are kept:
+    defective for the image figures, their pixels normal (as the mask says) for the pixel figures;
+    they are listed in `metrics.json`, `empty_masks`. Otherwise they are an error.
     """
     paths, config = open_run(run_dir)
     spec = models.get_spec(config.model)
@@ -137,6 +138,7 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, category: str | N
         image_score=config.image_score,
         n_test_good=int((test.labels == 0).sum()), n_test_defective=int(test.labels.sum()),
         empty_masks=[str(path) for path in test.empty_masks], layout=chosen.layout,
+        masks_lost_at_size=[str(path) for path in test.lost_at_size],
         expected_false_alarm_rate=calibration.get("expected_false_alarm_rate"),
     )
     return Evaluation(metrics=_plain(figures), test=test, inference=inference, history=history)

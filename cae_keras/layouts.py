@@ -2,7 +2,7 @@
 
 | layout | training normals | validation normals | test images | masks |
 | --- | --- | --- | --- | --- |
-| `mvtec` (MVTec AD, MVTec 3D-AD RGB) | `train/good` | `validation/good` if present | `test/<type>` | `ground_truth/<type>/<stem>_mask.png` |
+| `mvtec` (MVTec AD; MVTec 3D-AD's RGB images once arranged so) | `train/good` | `validation/good` if present | `test/<type>` | `ground_truth/<type>/<stem>_mask.png` |
 | `mvtec_ad2` (MVTec AD 2) | `train/good` | `validation/good` | `test_public/{good,bad}` | `test_public/ground_truth/bad/<stem>_mask.png` |
 | `loco` (MVTec LOCO AD) | `train/good` | `validation/good` | `test/<type>` | `ground_truth/<type>/<stem>/*.png` (several, joined) |
 | `btad` (BTAD) | `train/ok` | - | `test/{ok,ko}` | `ground_truth/ko/<stem>.<any image ext>` |
@@ -41,8 +41,9 @@ def detect(folder: Path) -> str | None:
         return "btad"
     if (folder / "train" / GOOD).is_dir():
         truth = folder / "ground_truth"
-        per_image_folders = truth.is_dir() and any(
-            child.is_dir() for kind in truth.iterdir() if kind.is_dir() for child in kind.iterdir())
+        per_image_folders = truth.is_dir() and any(  # hidden folders (.ipynb_checkpoints) are not masks
+            child.is_dir() and not is_system_file(child)
+            for kind in truth.iterdir() if kind.is_dir() and not is_system_file(kind) for child in kind.iterdir())
         return "loco" if per_image_folders else "mvtec"
     if (folder / "normal").is_dir():
         return "folder"

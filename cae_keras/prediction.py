@@ -69,6 +69,9 @@ def expand_inputs(inputs: list[Path], recursive: bool = False) -> list[tuple[Pat
                 raise DataError(f"{item}: no images in this folder")
             paths += found
         elif item.is_file():
+            if item.suffix.lower() not in data.IMAGE_EXTENSIONS:  # e.g. a 16-bit PPM, which PIL cuts to 8 bit
+                raise DataError(f"{item}: not a supported image file (expected one of "
+                                f"{sorted(data.IMAGE_EXTENSIONS)})")
             paths.append((item, ""))
         else:
             raise DataError(f"{item}: no such file or folder")

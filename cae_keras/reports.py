@@ -65,8 +65,12 @@ def _report_markdown(m: dict, figure_names: list[str]) -> str:
         lines += ["", f"Expected false-alarm rate of the threshold on new normal images: "
                       f"{m['expected_false_alarm_rate']:.1%} (from the number of validation normals)."]
     if m.get("empty_masks"):
-        lines += ["", f"{len(m['empty_masks'])} defective test images have a mask without any defect pixel; they "
-                      "count for the image figures only: " + ", ".join(m["empty_masks"])]
+        lines += ["", f"Defective test images whose mask has no defect pixel: {len(m['empty_masks'])} (defective for "
+                      "the image figures, their pixels normal for the pixel figures): " + ", ".join(m["empty_masks"])]
+    if m.get("masks_lost_at_size"):
+        lines += ["", f"Defective test images whose defect vanished in the resize to {m['image_size']} px: "
+                      f"{len(m['masks_lost_at_size'])} (their pixels count as normal): "
+                      + ", ".join(m["masks_lost_at_size"])]
     if m["per_defect"]:
         lines += ["", "| defect type | image AUROC | pixel AUROC | miss rate |", "| --- | --- | --- | --- |"]
     for defect, values in m["per_defect"].items():

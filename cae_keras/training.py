@@ -120,11 +120,11 @@ def train(config: TrainConfig, run_dir: Path, verbose: int | str = "auto", strat
 
     # Training reads only what it uses: the test split is not indexed (a test-mask problem is
     # evaluate's to report).
-    train_paths, val_paths, source = data.validation_split(data.category_of(config), config.val_fraction,
-                                                           config.seed)
+    category = data.category_of(config)
+    train_paths, val_paths, source = data.validation_split(category, config.val_fraction, config.seed)
     if verbose:
-        print(f"{len(train_paths)} training normals; validation normals: {source}")
-    calibration.warn_if_few(len(val_paths), config.threshold_quantile)
+        print(f"{category.layout} layout: {len(train_paths)} training normals; validation normals: {source}")
+    calibration.warn_if_few(len(val_paths), config.threshold_quantile, from_folder=bool(category.validation))
     train_images = preprocessing.to_uint8(
         data.load_images(train_paths, config.image_size, "train images" if verbose else None))
     val_images = data.load_images(val_paths, config.image_size, "validation images" if verbose else None)

@@ -401,3 +401,42 @@ def test_atomic_writes_are_flushed_to_disk(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", lambda descriptor: synced.append(descriptor) or real_fsync(descriptor))
     files.write_text_atomic(tmp_path / "a" / "metrics.json", "{}")
     assert (tmp_path / "a" / "metrics.json").read_text() == "{}" and len(synced) == 2  # the file, then its folder
+
+
+# --- ground truth that a rule or a resize would drop ------------------------------------------
+
+def test_labelled_pixels_the_rule_leaves_out_are_warned_about(tmp_path):
+    voc = np.zeros((32, 40), np.uint8)
+    voc[8:20, 10:24] = 255  # a defect drawn in 255 ...
+    voc[24:30, 30:38] = 1  # ... and another labelled 1, far from it: a mask mixing two conventions
+    Image.fromarray(voc).save(tmp_path / "mixed.png")
+    with pytest.warns(data.MaskWarning, match=r"mixed.png: 48 labelled pixels \(values 1-127\) are not counted"):
+        assert data.load_mask(tmp_path / "mixed.png").sum() == 12 * 14
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", data.MaskWarning)  # anti-aliased edges are not a second label
+        data.load_mask(_mask_file(tmp_path, "anti-aliased"))
+
+
+def test_a_defect_lost_in_the_resize_is_warned_about_and_listed(stats_run, tiny_dataset, tmp_path):
+    root = _copy(tiny_dataset, tmp_path)
+    mask = sorted((root / "bottle" / "ground_truth" / "broken_small").iterdir())[0]
+    single = np.zeros_like(np.asarray(Image.open(mask)))
+    single[20, 20] = 255  # one defect pixel at 48 px, between the rows and columns 32 px sampling keeps
+    Image.fromarray(single).save(mask)
+    with pytest.warns(data.MaskWarning, match="keep no defect pixel at 32 px"):
+        m = evaluate_run(stats_run, data_root=root, progress=False).metrics
+    assert m["masks_lost_at_size"] == [str(mask)]
+
+
+def test_hidden_folders_do_not_change_the_detected_layout(tiny_dataset, tmp_path):
+    root = _copy(tiny_dataset, tmp_path)
+    (root / "bottle" / "ground_truth" / "contamination" / ".ipynb_checkpoints").mkdir()
+    assert data.read_category(root, "bottle").layout == "mvtec"
+
+
+def test_predict_refuses_a_file_of_an_unsupported_type(stats_run, tmp_path, capsys):
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "part.ppm")
+    assert main(["predict", "--run", str(stats_run), str(tmp_path / "part.ppm"), "--out", str(tmp_path / "o")]) == 2
+    assert "part.ppm: not a supported image file" in capsys.readouterr().err
