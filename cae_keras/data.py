@@ -110,17 +110,16 @@ def list_categories(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not is_system_file(p) and detect(p))
 
 
-def read_category(root: Path, category: str, require_test: bool = True, layout: str | None = None,
-                  with_test: bool = True) -> Category:
+def read_category(root: Path, category: str, layout: str | None = None, with_test: bool = True) -> Category:
     """Indexes one category: training normals, validation normals if the layout has them, test
     images by defect type with their masks.
 
     Args:
         root: the dataset root that holds category folders.
         category: the category folder's name, e.g. 'bottle'.
-        require_test: raise if there are no test images (evaluation needs them, training does not).
         layout: one of `cae_keras.layouts.LAYOUTS`; None or 'auto' detects it.
-        with_test: index the test split at all (training reads only what it uses: False).
+        with_test: index the test split and require test images (evaluation); False reads only the
+            training and validation normals (training reads only what it uses).
 
     Raises:
         DataError: unknown root or category, no training images, a defective test image without
@@ -137,15 +136,14 @@ def read_category(root: Path, category: str, require_test: bool = True, layout: 
         hint = f"categories found there: {', '.join(found)}" if found else "no category folders found there"
         raise DataError(f"{folder}: unknown category '{category}' ({hint})")
     chosen = layouts.read(root, category, layout, with_test=with_test)
-    if require_test and with_test and not chosen.test:
+    if with_test and not chosen.test:
         raise DataError(f"{folder}: no test images (needed for evaluation; {chosen.layout} layout)")
     return chosen
 
 
 def category_of(config, with_test: bool = False) -> Category:
     """The category a run's config names (`data`, `category`, `layout`); its test split only if asked."""
-    return read_category(Path(config.data), config.category, require_test=with_test, layout=config.layout,
-                         with_test=with_test)
+    return read_category(Path(config.data), config.category, layout=config.layout, with_test=with_test)
 
 
 def validation_split(category: Category, fraction: float, seed: int) -> tuple[list[Path], list[Path], str]:

@@ -117,10 +117,10 @@ def _mvtec(root: Path, folder: Path, with_test: bool):
         return [_require(folder / "ground_truth" / defect_type / f"{image.stem}_mask.png", image)]
 
     test = _typed_test(folder / "test", mask_for, with_test)
-    if with_test:
-        for defect_type in {item.defect_type for item in test if item.is_defective}:
-            _check_no_orphans(folder / "ground_truth" / defect_type, list_images(folder / "test" / defect_type),
-                              lambda mask: mask.stem.removesuffix("_mask"))
+    for defect_type in {item.defect_type for item in test if item.is_defective}:  # the test images already listed
+        _check_no_orphans(folder / "ground_truth" / defect_type,
+                          [item.path for item in test if item.defect_type == defect_type],
+                          lambda mask: mask.stem.removesuffix("_mask"))
     return list_images(folder / "train" / GOOD), _folder_or_none(folder / "validation" / GOOD), test
 
 
