@@ -6,6 +6,7 @@ Errors the user can fix end in one line on stderr and exit code 2, never a trace
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -285,6 +286,12 @@ def _export(args) -> None:
 
     path = export_run(args.run, args.format, args.out)
     print(f"exported {args.format}: {path} (how to call it: {path}.json)")
+    check = json.loads(Path(f"{path}.json").read_text()).get("int8_check")
+    if check:
+        print(f"int8 check on {check['images'] - check['anomalous']} validation normals and {check['anomalous']} "
+              "with synthetic anomalies: "
+              f"{check['decisions_flipped']} decisions differ from the float model's; scores differ by up to "
+              f"{check['max_score_difference']:.3g} (threshold {check['threshold']:.3g})")
 
 
 def _download(args) -> None:

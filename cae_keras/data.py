@@ -267,15 +267,23 @@ def to_rgb_array(image: Image.Image, path: Path | str = "image") -> np.ndarray:
 
 def resize(array: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
     """Resizes `[H, W(, C)]` to `[size, size(, C)]`: area averaging when shrinking, cubic when growing."""
-    height, width = array.shape[:2]
-    if (height, width) == (size, size):
+    return resize_to(array, size, size, nearest)
+
+
+def resize_to(array: np.ndarray, height: int, width: int, nearest: bool = False,
+              upper: float | None = 1.0) -> np.ndarray:
+    """Resizes `[H, W(, C)]` to `[height, width(, C)]`: area averaging when both sides shrink, else
+    OpenCV's bicubic, whose overshoot is clipped: float results to [0, `upper`] (None: no upper
+    bound, for anomaly maps). `cae_keras.resizing` does the same inside exported graphs; a test
+    keeps the two equal."""
+    if array.shape[:2] == (height, width):
         return array
     if nearest:
         interpolation = cv2.INTER_NEAREST
     else:
-        interpolation = cv2.INTER_AREA if size < min(height, width) else cv2.INTER_CUBIC
-    resized = cv2.resize(array, (size, size), interpolation=interpolation)
-    return np.clip(resized, 0.0, 1.0) if not nearest and array.dtype.kind == "f" else resized
+        interpolation = cv2.INTER_AREA if height < array.shape[0] and width < array.shape[1] else cv2.INTER_CUBIC
+    resized = cv2.resize(array, (width, height), interpolation=interpolation)
+    return np.clip(resized, 0.0, upper) if not nearest and array.dtype.kind == "f" else resized
 
 
 MIN_SIDE = 16

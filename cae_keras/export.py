@@ -3,19 +3,25 @@
 The exported graph holds the whole path (scaling to [0, 1], resizing, the model, |x - x̂|, the
 Gaussian blur, the maximum, the threshold), so a deployment re-implements nothing.
 
-- `savedmodel`: TensorFlow SavedModel; input `[N, H, W, 3] uint8` of any size (resized inside:
-  area averaging when shrinking, bicubic when growing, like the reader).
-- `tflite`: TensorFlow Lite, float32 weights; input `[1, S, S, 3] uint8` at the model's size.
-- `tflite-int8`: the same, weights and activations quantized to int8 where TFLite can (calibrated
-  on the run's training images), float elsewhere.
-- `onnx`: ONNX through tf2onnx (an optional dependency); input `[N, S, S, 3] uint8`.
+Every format takes `[N, H, W, 3] uint8` RGB images of any size (TFLite: one image per call), resizes
+them inside exactly as the reader does (`cae_keras.resizing`: area averaging when shrinking,
+OpenCV's bicubic otherwise), and returns the anomaly map at the input's own size.
 
-Outputs, by name: `anomaly_map [N, S, S] float32`, `score [N] float32`, `defective [N] bool`.
+- `savedmodel`: TensorFlow SavedModel.
+- `tflite`: TensorFlow Lite, float32 weights.
+- `tflite-int8`: the same, weights and activations quantized to int8 where TFLite can, float
+  elsewhere; calibrated on the run's training normals with and without synthetic anomalies, so
+  that the large errors of a defect are inside the quantized ranges. The export checks on
+  validation normals and synthetic anomalies that no decision differs from the float model's.
+- `onnx`: ONNX through tf2onnx (an optional dependency).
+
+Outputs, by name: `anomaly_map [N, H, W] float32`, `score [N] float32`, `defective [N] bool`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -38,8 +44,15 @@ def gaussian_kernel(sigma: float) -> np.ndarray:
 
 
 def _detector_module(model, output: str, image_size: int, blur_sigma: float, threshold: float):
-    """A `tf.Module` whose `detect(images)` runs the whole path from uint8 images to decisions."""
+    """A `tf.Module` whose `detect(images)` runs the whole path from uint8 images to decisions.
+
+    Images `[N, H, W, 3] uint8` of any size go in (one size per call); they are resized to the
+    model's size as the reader resizes (`cae_keras.resizing`), scored, and the anomaly map comes back
+    resized to `[N, H, W]`. The score is the maximum of the map at the model's size, as in `evaluate`.
+    """
     import tensorflow as tf
+
+    from cae_keras import resizing
 
     kernel = gaussian_kernel(blur_sigma) if blur_sigma > 0 else np.ones(1, np.float32)
     pad = len(kernel) // 2
@@ -61,28 +74,16 @@ def _detector_module(model, output: str, image_size: int, blur_sigma: float, thr
                 x = tf.nn.conv2d(x, self.kernel_cols, 1, "VALID")
             return x[..., 0]
 
-        def run(self, images, resize: bool):
-            x = tf.cast(images, tf.float32) / 255.0
-            if resize:
-                shrink = tf.shape(x)[1] >= image_size
-                x = tf.cond(
-                    tf.reduce_all(tf.shape(x)[1:3] == image_size), lambda: x,
-                    lambda: tf.cond(shrink, lambda: tf.image.resize(x, [image_size, image_size], "area"),
-                                    lambda: tf.clip_by_value(tf.image.resize(
-                                        x, [image_size, image_size], "bicubic"), 0.0, 1.0)))
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+        def detect(self, images):
+            height, width = tf.shape(images)[1], tf.shape(images)[2]
+            x = resizing.resize(tf.cast(images, tf.float32) / 255.0, image_size, image_size, 0.0, 1.0)
             y = self.model(x, training=False)
             raw = tf.reduce_mean(tf.abs(x - y), axis=-1) if output == "reconstruction" else y
             maps = self.blur(tf.cast(raw, tf.float32))
             scores = tf.reduce_max(maps, axis=[1, 2])
-            return {"anomaly_map": maps, "score": scores, "defective": scores > self.threshold}
-
-        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
-        def detect(self, images):
-            return self.run(images, resize=True)
-
-        @tf.function(input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.uint8, name="images")])
-        def detect_fixed(self, images):
-            return self.run(images, resize=False)
+            return {"anomaly_map": resizing.resize(maps, height, width), "score": scores,
+                    "defective": scores > self.threshold}
 
     return Detector()
 
@@ -107,7 +108,7 @@ def export_run(run_dir: Path, fmt: str, out: Path) -> Path:
                               config.blur_sigma, threshold)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    signatures = {"serving_default": module.detect, "serving_fixed": module.detect_fixed}
+    signatures = {"serving_default": module.detect}
     if fmt == "savedmodel":
         tf.saved_model.save(module, str(out), signatures=signatures)
     else:  # TFLite and tf2onnx convert from a SavedModel, which freezes the weights into the graph
@@ -117,32 +118,133 @@ def export_run(run_dir: Path, fmt: str, out: Path) -> Path:
                 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
                 # Weights frozen into constants: TFLite's resource-variable path leaves them unread.
-                frozen = convert_variables_to_constants_v2(module.detect_fixed.get_concrete_function(
-                    tf.TensorSpec([1, config.image_size, config.image_size, 3], tf.uint8, name="images")))
+                frozen = convert_variables_to_constants_v2(module.detect.get_concrete_function(
+                    tf.TensorSpec([1, None, None, 3], tf.uint8, name="images")))
                 converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
                 if fmt == "tflite-int8":
-                    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-                    converter.representative_dataset = _representative(config)
-                write_atomic(out, lambda tmp: tmp.write_bytes(converter.convert()))
+                    content = _quantize_network_only(converter, module.model.name, _representative(config))
+                else:
+                    content = converter.convert()
+                write_atomic(out, lambda tmp: tmp.write_bytes(content))
             else:
                 write_atomic(out, lambda tmp: _export_onnx(scratch, tmp))
     meta = {"format": fmt, "model": config.model, "image_size": config.image_size, "threshold": threshold,
-            "blur_sigma": config.blur_sigma, "input": "uint8 images, RGB",
+            "blur_sigma": config.blur_sigma, "input": "[N, H, W, 3] uint8 images, RGB, any size",
             "outputs": ["anomaly_map", "score", "defective"], "run": str(paths.root)}
-    write_text_atomic(Path(str(out) + ".json"), json.dumps(meta, indent=2) + "\n")
+    meta_path = Path(str(out) + ".json")
+    write_text_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
+    if fmt == "tflite-int8":  # the figures travel with the model
+        meta["int8_check"] = check_int8(out, paths.root)
+        write_text_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
     return out
 
 
-def _representative(config, limit: int = 64):
-    """Calibration images for int8 quantization: the run's training normals."""
-    train, _, _ = data.validation_split(data.category_of(config), config.val_fraction, config.seed)
+def _uint8(images: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(images, 0.0, 1.0) * 255).astype(np.uint8)
 
-    def images():
-        for path in train[:limit]:
-            pixels = np.round(data.load_image(path, config.image_size) * 255).astype(np.uint8)
-            yield [pixels[None]]
 
-    return images
+def with_synthetic_anomalies(images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Each of `[N, S, S, 3]` float images (N >= 2) with a synthetic anomaly of `cae_keras.anomalies`
+    (another image's content or a colour pasted through a smooth random mask): `[N, S, S, 3]`."""
+    import tensorflow as tf
+
+    from cae_keras import anomalies
+
+    result, pending = images.copy(), np.arange(len(images))
+    for attempt in range(32):  # the generator leaves about half the images clean each time
+        augmented, mask = anomalies.synthesize(tf.constant(images), tf.constant(seed + attempt, tf.int64))
+        hit = np.asarray(mask).reshape(len(images), -1).max(axis=1) > 0
+        done = pending[hit[pending]]
+        result[done] = np.asarray(augmented)[done]
+        pending = pending[~hit[pending]]
+        if not len(pending):
+            break
+    return result
+
+
+def _check_images(config, validation: bool, limit: int = 32) -> np.ndarray:
+    """Normals of the run (validation or training) and the same with synthetic anomalies, uint8."""
+    train, val, _ = data.validation_split(data.category_of(config), config.val_fraction, config.seed)
+    paths = (val if validation else train)[:limit]
+    normals = data.load_images(paths, config.image_size)
+    if len(normals) < 2:
+        return _uint8(normals)
+    return _uint8(np.concatenate([normals, with_synthetic_anomalies(normals, config.seed)]))
+
+
+def _representative(config):
+    """Calibration inputs for int8 quantization: training normals with and without synthetic
+    anomalies (normals alone leave a defect's large errors outside the quantized ranges), at the
+    model's size and, resized, larger, smaller and not square (the resize inside is calibrated too)."""
+    images = _check_images(config, validation=False)
+    size = config.image_size
+
+    def inputs():
+        for i, image in enumerate(images):
+            yield [image[None]]
+            if i % 4 == 0:
+                for height, width in ((2 * size, 3 * size // 2), (size // 2 + 3, size)):
+                    resized = data.resize_to(image.astype(np.float32) / 255, height, width)
+                    yield [_uint8(resized)[None]]
+
+    return inputs
+
+
+def _quantize_network_only(converter, network: str, representative) -> bytes:
+    """Int8 weights and activations inside the network (the ops under its name scope), float
+    everywhere else: the resizes, the error map, the blur, the score and the threshold. Calibrated
+    on normals alone, a quantized error map clips a defect's large errors (issue 10: defect scores
+    halved, 2 of 5 defective images called good); these steps are cheap in float anyway."""
+    import tensorflow as tf
+
+    import tensorflow.lite.experimental as lite_experimental
+
+    inside = re.compile(rf"(^|;){re.escape(network)}(_\d+)?/")  # Keras numbers a reused scope: seed_cae_1/
+    interpreter = tf.lite.Interpreter(model_content=converter.convert())
+    outside = sorted({detail["name"] for detail in interpreter.get_tensor_details()
+                      if not inside.search(detail["name"])})
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    debugger = lite_experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=representative,
+        debug_options=lite_experimental.QuantizationDebugOptions(denylisted_nodes=outside))
+    return debugger.get_nondebug_quantized_model()
+
+
+class Int8DecisionsDiffer(UserWarning):
+    """The int8 model decides some check images differently from the float model."""
+
+
+def check_int8(path: Path, run_dir: Path) -> dict:
+    """Compares an int8 export's decisions with the float model's on the run's validation normals
+    and the same with synthetic anomalies; warns (`Int8DecisionsDiffer`) if any decision differs.
+
+    Returns:
+        images, anomalous (how many carry a synthetic anomaly), decisions_flipped,
+        max_score_difference (in the score's units), threshold.
+    """
+    import warnings
+
+    import tensorflow as tf
+
+    paths, config = open_run(run_dir)
+    images = _check_images(config, validation=True)
+    module = _detector_module(models.load_model(paths.model), models.get_spec(config.model).output,
+                              config.image_size, config.blur_sigma, float(read_calibration(paths)["threshold"]))
+    reference = {k: v.numpy() for k, v in module.detect(tf.constant(images)).items()}
+    quantized = ExportedDetector(path)(images)
+    flipped = int((reference["defective"] != quantized["defective"]).sum())
+    figures = {"images": len(images), "anomalous": len(images) // 2 if len(images) > 1 else 0,
+               "decisions_flipped": flipped,
+               "max_score_difference": float(np.abs(reference["score"] - quantized["score"]).max()),
+               "threshold": float(module.threshold.numpy())}
+    if flipped:
+        warnings.warn(
+            f"{path}: the int8 model decides {flipped} of {figures['images']} check images (validation normals "
+            f"and the same with synthetic anomalies) differently from the float model; scores differ by up to "
+            f"{figures['max_score_difference']:.3g} (threshold {figures['threshold']:.3g}). Prefer --format "
+            "tflite, or check these decisions on your own images.", Int8DecisionsDiffer, stacklevel=2)
+    return figures
 
 
 def _export_onnx(saved_model: str, out: Path) -> None:
@@ -154,7 +256,7 @@ def _export_onnx(saved_model: str, out: Path) -> None:
     if importlib.util.find_spec("tf2onnx") is None:
         raise ConfigError("ONNX export needs tf2onnx and onnxruntime: pip install tf2onnx onnxruntime")
     result = subprocess.run(
-        [sys.executable, "-m", "tf2onnx.convert", "--saved-model", saved_model, "--signature_def", "serving_fixed",
+        [sys.executable, "-m", "tf2onnx.convert", "--saved-model", saved_model, "--signature_def", "serving_default",
          "--opset", "17", "--output", str(out)], capture_output=True, text=True)
     if result.returncode != 0:
         raise ConfigError(f"tf2onnx could not convert the model:\n{result.stderr[-2000:]}")
@@ -163,7 +265,8 @@ def _export_onnx(saved_model: str, out: Path) -> None:
 class ExportedDetector:
     """Runs an exported model (SavedModel folder, `.tflite` or `.onnx` file) like a run folder.
 
-    Call it with `[N, S, S, 3] uint8` images; it returns the outputs as numpy arrays.
+    Call it with `[N, H, W, 3] uint8` images of any one size; it returns the outputs as numpy
+    arrays: `anomaly_map [N, H, W] float32`, `score [N] float32`, `defective [N] bool`.
     """
 
     def __init__(self, path: Path):
@@ -195,18 +298,21 @@ class ExportedDetector:
             self._call = lambda x: dict(zip(names, session.run(names, {feed: x})))
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        if images.dtype != np.uint8 or images.shape[1:] != (self.image_size, self.image_size, 3):
-            raise ConfigError(f"exported model takes [N, {self.image_size}, {self.image_size}, 3] uint8 images, "
-                              f"got {images.shape} {images.dtype}")
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ConfigError(f"exported model takes [N, H, W, 3] uint8 images, got {images.shape} {images.dtype}")
         return self._call(images)
 
 
 def _tflite_batches(interpreter, images: np.ndarray) -> dict[str, np.ndarray]:
     """TFLite models take one image: runs them one by one and stacks the outputs.
 
-    The frozen graph names its outputs Identity, Identity_1, ...: they are told apart by rank and type.
+    The input's height and width are set to the images' own before the first one. The frozen graph
+    names its outputs Identity, Identity_1, ...: they are told apart by rank and type.
     """
     source = interpreter.get_input_details()[0]["index"]
+    if tuple(interpreter.get_input_details()[0]["shape"]) != (1, *images.shape[1:]):
+        interpreter.resize_tensor_input(source, [1, *images.shape[1:]])
+        interpreter.allocate_tensors()
     outputs: dict[str, list] = {"anomaly_map": [], "score": [], "defective": []}
     for image in images:
         interpreter.set_tensor(source, image[None])

@@ -92,37 +92,46 @@ def output_names(paths: list[Path], folders: list[str] | None = None) -> list[st
 
 @dataclasses.dataclass
 class Scorer:
-    """What predict needs from a model: its input size, its threshold, and maps + scores for images."""
+    """What predict needs from a model: its input size, its threshold, and maps + scores for images.
+
+    `score` takes images at their own sizes (a list of `[H, W, 3] float32 in [0, 1]`) and returns
+    each one's anomaly map at that size (`[H, W] float32 >= 0`) and the image scores `[N]`, which
+    are computed at the model's size.
+    """
 
     image_size: int
     threshold: float
-    score: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # [N, S, S, 3] in [0, 1] -> maps, scores
+    score: Callable[[list[np.ndarray]], tuple[list[np.ndarray], np.ndarray]]
 
 
 def run_scorer(run_dir: Path) -> Scorer:
-    """Scores with a run folder's Keras model."""
+    """Scores with a run folder's Keras model: each image resized by the reader, the map resized
+    back to the image's size the same way (what an exported model does inside its graph)."""
     paths, config = open_run(run_dir)
     spec = models.get_spec(config.model)
     model = models.load_model(paths.model)
     calibration = read_calibration(paths)
     method = scoring.ScoringMethod.of(config, calibration)
 
-    def score(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def score(images: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+        pixels = np.stack([data.resize(image, config.image_size) for image in images])
         inference = scoring.infer(model, spec.output, pixels, method, config.batch_size)
-        return inference.maps, inference.scores
+        maps = [data.resize_to(m, *image.shape[:2], upper=None) for m, image in zip(inference.maps, images)]
+        return maps, inference.scores
 
     return Scorer(config.image_size, float(calibration["threshold"]), score)
 
 
 def exported_scorer(path: Path) -> Scorer:
-    """Scores with an exported model (`cae-keras export`): images go in as uint8, as on the line."""
+    """Scores with an exported model (`cae-keras export`): images go in as uint8 at their own size,
+    as on the line, one size per call."""
     from cae_keras.export import ExportedDetector
 
     detector = ExportedDetector(path)
 
-    def score(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        result = detector(np.round(pixels * 255).astype(np.uint8))
-        return result["anomaly_map"], result["score"]
+    def score(images: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+        results = [detector(np.round(image * 255).astype(np.uint8)[None]) for image in images]
+        return [r["anomaly_map"][0] for r in results], np.array([r["score"][0] for r in results], np.float32)
 
     return Scorer(detector.image_size, detector.threshold, score)
 
@@ -132,9 +141,10 @@ def predict(scorer: Scorer, inputs: list[Path], out_dir: Path, save_maps: bool =
     """Scores images; writes maps, overlays and `predictions.csv` to `out_dir` (with `recursive`,
     folders are walked and the outputs keep their sub-folders).
 
-    A map is shown on a fixed scale: black at 0, brightest at twice the threshold, so maps of
-    different images compare. Images are read and scored `batch_size` at a time, so memory stays
-    flat however many there are.
+    Maps, overlays and `.npy` maps have the input image's own size (the model sees it resized to
+    its square size; the map is resized back). A map is shown on a fixed scale: black at 0,
+    brightest at twice the threshold, so maps of different images compare. Images are read and
+    scored `batch_size` at a time, so memory stays flat however many there are.
     """
     from tqdm import tqdm  # text bars: a notebook without widget support shows them right too
 
@@ -148,7 +158,7 @@ def predict(scorer: Scorer, inputs: list[Path], out_dir: Path, save_maps: bool =
     with tqdm(total=len(images), desc="predicting", disable=not progress, leave=False) as bar:
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size]
-            pixels = data.load_images(chunk, scorer.image_size)
+            pixels = [data.load_image(path) for path in chunk]
             maps, scores = scorer.score(pixels)
             for j, path in enumerate(chunk):
                 name = names[start + j]

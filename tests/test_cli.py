@@ -67,7 +67,7 @@ def test_predict_writes_maps_overlays_and_a_table(trained, tmp_path, capsys):
     # good/000.png and broken_large/000.png share a stem: both kept, under distinct names
     assert (out / "good_000_map.png").is_file() and (out / "broken_large_000_overlay.png").is_file()
     anomaly = np.load(out / "good_000_map.npy")
-    assert anomaly.dtype == np.float32 and anomaly.shape == (32, 32)
+    assert anomaly.dtype == np.float32 and anomaly.shape == (40, 40)  # the input's size, not the model's 32
 
 
 def test_bad_input_is_one_line_and_exit_code_2(trained, tmp_path, capsys):
