@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test unit notebooks bench gpu-check clean
+.PHONY: demo test unit notebooks real-figure bench gpu-check clean
 
 $(INSTALLED): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ notebooks: $(INSTALLED)
 	  $(VENV)/bin/jupyter nbconvert --to html --output-dir notebooks/outputs notebooks/outputs/$$(basename $$nb); \
 	  echo "$$nb: $$(( $$(date +%s) - start )) s (CAE_KERAS_FAST=$(FAST))"; \
 	done
+
+# Notebook 05's real-vs-synthetic figure: pixel_stats and patch_nn on the synthetic bottle and on
+# real MVTec screw and tire (never needed by tests or notebooks; REAL names their dataset root).
+REAL ?= ../shared/datasets
+real-figure: $(INSTALLED)
+	$(PY) -c "from cae_keras import workshop; workshop.save_real_figure('$(REAL)')"
 
 # Speed and memory of seed_cae and conv_cae at 256 px, as JSON under docs/bench/.
 bench: $(INSTALLED)

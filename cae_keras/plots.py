@@ -149,6 +149,45 @@ def gallery(images: np.ndarray, maps: np.ndarray, masks: np.ndarray, defect_type
     return figure
 
 
+def sets_side_by_side(rows: list[dict], vmax: float = 2.0) -> Figure:
+    """One row per dataset: the input, its ground truth and each model's anomaly map.
+
+    Each row is a dict with `set` (a name), `image` `[S, S, 3]` in [0, 1], `mask` `[S, S]` bool,
+    `defect` (its type),
+    `maps` {model: `[S, S]` anomaly map divided by that model's threshold} and `figures` {model:
+    (image AUROC, pixel AUROC)}. Dividing by the threshold puts models on one scale: 1 is where
+    the model would start to flag the image, whatever units its map has.
+    """
+    model_names = list(rows[0]["maps"])
+    columns = ["input", "ground truth"] + model_names
+    figure = NotebookFigure(figsize=(2.5 * len(columns) + 0.9, 2.6 * len(rows)), layout="constrained")
+    grid = figure.subplots(len(rows), len(columns), squeeze=False)
+    for r, row in enumerate(rows):
+        truth = np.repeat(row["mask"][..., None].astype(np.float32), 3, axis=2)
+        panels = [row["image"], truth] + [colorize(row["maps"][name], vmax) for name in model_names]
+        for c, panel in enumerate(panels):
+            axes = grid[r, c]
+            axes.imshow(np.clip(panel, 0, 1))
+            axes.set_xticks([])
+            axes.set_yticks([])
+            if c >= 2:
+                image_auroc, pixel_auroc = row["figures"][model_names[c - 2]]
+                axes.set_title(f"{model_names[c - 2]}\nimage AUROC {_figure(image_auroc)}, "
+                               f"pixel {_figure(pixel_auroc)}", fontsize=8)
+            elif c == 1:
+                axes.set_title(f"ground truth: {row['defect']}", fontsize=8)
+            elif r == 0:
+                axes.set_title("input", fontsize=9)
+        grid[r, 0].set_ylabel(row["set"], fontsize=9)
+    scale = cm.ScalarMappable(colors.Normalize(0.0, vmax), colormaps["inferno"])
+    figure.colorbar(scale, ax=grid[:, 2:], shrink=0.8, label="anomaly map / the model's threshold")
+    return figure
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def comparison_bars(rows: list[dict], keys: tuple[str, ...] = ("image_auroc", "pixel_auroc", "aupro"),
                     title: str = "Detection by model") -> Figure:
     """Grouped bars of detection figures, one group per model, each labelled with its value

@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 import warnings
+
+import numpy as np
 from pathlib import Path
 
 from cae_keras.calibration import FewValidationNormals
@@ -64,14 +66,20 @@ def cache_dir() -> Path:
 
 
 def ensure_dataset(fast: bool | None = None) -> Path:
-    """Writes the synthetic bottle once (fast or full size) and returns its dataset root.
+    """Writes the synthetic bottle once (fast or full size) and returns its dataset root."""
+    return synthetic_dataset(FAST_SYNTH if (fast_mode() if fast is None else fast) else FULL_SYNTH)
+
+
+def synthetic_dataset(config: SynthConfig) -> Path:
+    """Writes the synthetic bottle of `config` once under the cache; returns its dataset root.
 
     A `.complete` marker is written last, so an interrupted generation is redone.
     """
-    from cae_keras.synth import write_dataset
+    from cae_keras.synth import VERSION, write_dataset
 
-    config = FAST_SYNTH if (fast_mode() if fast is None else fast) else FULL_SYNTH
-    root = cache_dir() / "data" / f"synthetic_{_digest(config.__dict__, _field_defaults(SynthConfig))}"
+    # The generator's version is part of the name: a bottle cached by an older generator is not reused.
+    key = _digest({**config.__dict__, "version": VERSION}, {**_field_defaults(SynthConfig), "version": 1})
+    root = cache_dir() / "data" / f"synthetic_{key}"
     if not (root / ".complete").is_file():
         write_dataset(root, "bottle", config)
         (root / ".complete").write_text(json.dumps(config.__dict__) + "\n")
@@ -109,6 +117,67 @@ def compare_models(model_names: list[str], fast: bool | None = None, verbose: in
     root = ensure_dataset(fast)
     out = cache_dir() / "comparisons" / _digest({"data": str(root), **values})
     return out, compare(root, "bottle", list(model_names), out, verbose=verbose, **values)
+
+
+REAL_FIGURE = "05_real_vs_synthetic.png"
+"""Made by `make real-figure REAL=<root of real MVTec-layout sets>`; notebook 05 shows it."""
+
+
+def real_vs_synthetic(real_root: Path, categories: tuple[str, ...] = ("screw", "tire"),
+                      model_names: tuple[str, ...] = ("pixel_stats", "patch_nn"), image_size: int = 256,
+                      synthetic: SynthConfig = FULL_SYNTH, verbose: int | str = 0):
+    """The synthetic bottle beside real categories: each model trained and evaluated on each set.
+
+    For every set, each model is trained (or reused from the cache) at `image_size` with its own
+    recipe and evaluated on the whole test split. The example drawn is the first defective test
+    image in file order (not picked by score), with each model's anomaly map divided by that
+    model's threshold.
+
+    Args:
+        real_root: a dataset root holding `categories` in a layout `cae_keras.layouts` reads
+            (e.g. MVTec AD screw, MVTec 3D-AD tire); never needed by tests or notebooks.
+
+    Returns:
+        (the figure of `plots.sets_side_by_side`, one dict per set and model: set, model,
+        image_auroc, pixel_auroc, aupro).
+
+    Raises:
+        DataError: a category cannot be read.
+    """
+    from cae_keras import plots
+    from cae_keras.evaluation import evaluate_run
+
+    sets = [("synthetic bottle", synthetic_dataset(synthetic), "bottle")]
+    sets += [(f"real {name}", Path(real_root), name) for name in categories]
+    rows, figures = [], []
+    for label, root, category in sets:
+        maps, figure_of = {}, {}
+        for name in model_names:
+            config = TrainConfig(data=str(root), category=category, model=name, image_size=image_size)
+            run = load_or_train(config, verbose=verbose)
+            evaluation = evaluate_run(run.root, progress=bool(verbose))
+            test, metrics = evaluation.test, evaluation.metrics
+            example = int(np.flatnonzero(test.labels)[0])
+            maps[name] = evaluation.inference.maps[example] / metrics["threshold"]
+            figure_of[name] = (metrics["image_auroc"], metrics["pixel_auroc"])
+            figures.append({"set": label, "model": name, **{k: metrics[k] for k in
+                                                            ("image_auroc", "pixel_auroc", "aupro")}})
+        rows.append({"set": label, "image": test.images[example], "mask": test.masks[example],
+                     "defect": test.defect_types[example], "maps": maps, "figures": figure_of})
+    return plots.sets_side_by_side(rows), figures
+
+
+def save_real_figure(real_root: Path) -> Path:
+    """`make real-figure`: draws `real_vs_synthetic` at the full recipe into `notebooks/figures/`,
+    prints each set's figures, and returns the path written."""
+    from cae_keras import plots
+
+    figure, rows = real_vs_synthetic(Path(real_root), verbose=2)
+    plots.save(figure, FIGURES / REAL_FIGURE)
+    for row in rows:
+        print(f"{row['set']:18s} {row['model']:12s} image AUROC {row['image_auroc']:.3f}  "
+              f"pixel AUROC {row['pixel_auroc']:.3f}  AU-PRO {row['aupro']:.3f}")
+    return FIGURES / REAL_FIGURE
 
 
 def _digest(values: dict, defaults: dict | None = None) -> str:
