@@ -155,14 +155,13 @@ def exported_latency(run_dir, formats=("savedmodel", "tflite", "tflite-int8", "o
     from pathlib import Path
 
     from cae_keras import data, export, scoring
-    from cae_keras.runs import open_run
+    from cae_keras.runs import Run
 
-    paths, config = open_run(run_dir)
+    run = Run(run_dir)
+    config, model = run.config, run.model
     category = data.category_of(config)
     pixels = np.round(data.load_images(category.train[:images], config.image_size) * 255).astype(np.uint8)
-    model = models.load_model(paths.model)
-    spec = models.get_spec(config.model)
-    reference = scoring.infer(model, spec.output, pixels / np.float32(255), config.blur_sigma)
+    reference = scoring.infer(model, run.spec.output, pixels / np.float32(255), config.blur_sigma)
     keras_latency = []
     for i in range(repeats):
         started = time.perf_counter()
@@ -171,7 +170,7 @@ def exported_latency(run_dir, formats=("savedmodel", "tflite", "tflite-int8", "o
     result = {"keras": {"latency_ms_p50_batch1": 1e3 * float(np.median(keras_latency[1:]))}}
     with tempfile.TemporaryDirectory() as scratch:
         for fmt in formats:
-            detector = export.ExportedDetector(export.export_run(paths.root, fmt, Path(scratch) / f"model_{fmt}"))
+            detector = export.ExportedDetector(export.export_run(run, fmt, Path(scratch) / f"model_{fmt}"))
             outputs = detector(pixels)
             latencies = []
             for i in range(repeats):

@@ -12,14 +12,18 @@ from cae_keras import maps, scoring, thresholds
 from cae_keras.errors import ConfigError
 
 
-def calibrate(model, spec, config, val_images: np.ndarray) -> dict:
+def calibrate(model, spec, config, val_images: np.ndarray, predictions: np.ndarray | None = None) -> dict:
     """Scores the validation normals with the config's scoring method.
+
+    Args:
+        predictions: the model's outputs for `val_images` if already computed (a `runs.Run` keeps them).
 
     Returns:
         the contents of `calibration.json` (without the image paths): threshold, rule, the
         validation scores, and for reconstruction models each map component's validation mean.
     """
-    predictions = scoring.predict_batches(model, val_images, config.batch_size)
+    if predictions is None:
+        predictions = scoring.predict_batches(model, val_images, config.batch_size)
     map_scales = None
     if spec.output == "reconstruction":
         map_scales = maps.component_scales(val_images, predictions, config.anomaly_map)

@@ -224,12 +224,14 @@ def _train(args) -> None:
 def _evaluate(args) -> dict:
     from cae_keras.evaluation import evaluate_run
     from cae_keras.reports import write_report
+    from cae_keras.runs import Run
 
     overrides = {k: v for k, v in (("anomaly_map", args.anomaly_map), ("image_score", args.image_score)) if v}
     out = args.run
     if overrides:  # the run's own metrics.json stays as it is
         out = args.run / "scoring" / "_".join(f"{v}" for v in overrides.values()).replace("+", "-")
-    evaluation = evaluate_run(args.run, args.data, args.category, scoring_overrides=overrides or None,
+    run = Run(args.run)  # opened once: the model and validation normals load once for every table below
+    evaluation = evaluate_run(run, args.data, args.category, scoring_overrides=overrides or None,
                               allow_empty_masks=args.allow_empty_masks)
     paths = write_report(evaluation, out)
     if args.compare_scoring:
@@ -237,7 +239,7 @@ def _evaluate(args) -> dict:
         from cae_keras.files import write_text_atomic
         from cae_keras.reports import comparison_table
 
-        rows = compare_scoring(args.run, evaluation=evaluation)
+        rows = compare_scoring(run, evaluation=evaluation)
         table = comparison_table(rows, SCORING_KEYS, label="method")
         write_text_atomic(paths.root / "scoring_methods.md", table + "\n")
         print(table)
@@ -245,7 +247,8 @@ def _evaluate(args) -> dict:
         from cae_keras.decisions import compare_rules, rules_table, validation_maps
         from cae_keras.files import write_text_atomic
 
-        table = rules_table(compare_rules(evaluation, *validation_maps(args.run), args.min_defect_area))
+        table = rules_table(compare_rules(evaluation, *validation_maps(run), args.min_defect_area,
+                                          run.config.threshold_quantile))
         write_text_atomic(paths.root / "decision_rules.md", table + "\n")
         print(table)
     m = evaluation.metrics

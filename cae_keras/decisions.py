@@ -11,17 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from cae_keras import metrics, models, postprocess, scoring, thresholds
-from cae_keras.evaluation import Evaluation, validation_images
-from cae_keras.runs import open_run, read_calibration
+from cae_keras import metrics, postprocess, scoring, thresholds
+from cae_keras.evaluation import Evaluation
+from cae_keras.runs import Run, as_run
 
 
-def validation_maps(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+def validation_maps(run: Run | Path) -> tuple[np.ndarray, np.ndarray]:
     """The run's validation normals, scored again: (maps `[V, S, S]`, scores `[V]`)."""
-    paths, config = open_run(run_dir)
-    method = scoring.ScoringMethod.of(config, read_calibration(paths))
-    inference = scoring.infer(models.load_model(paths.model), models.get_spec(config.model).output,
-                              validation_images(config), method, config.batch_size)
+    run = as_run(run)
+    inference = scoring.score_outputs(run.validation_images, run.validation_outputs, run.spec.output,
+                                      scoring.ScoringMethod.of(run.config, run.calibration))
     return inference.maps, inference.scores
 
 
@@ -41,12 +40,15 @@ def _pixel_f1(masks: np.ndarray, predicted: np.ndarray) -> float | None:
 
 
 def compare_rules(evaluation: Evaluation, val_maps: np.ndarray, val_scores: np.ndarray,
-                  min_defect_area: int, quantile: float = 0.99, k: float = 3.0) -> list[dict]:
+                  min_defect_area: int, quantile: float, k: float = 3.0) -> list[dict]:
     """One row per rule: its threshold, image F1, false positives, missed defects, pixel F1.
 
     Args:
         min_defect_area: the smallest defect worth finding, in pixels at the evaluation size
             (the user's requirement, not measured on the test masks).
+        quantile: the run's threshold quantile (`TrainConfig.threshold_quantile`) for the
+            quantile rule.
+        k: sigmas above the validation mean for the mean + k sigma rule.
     """
     test, maps, scores = evaluation.test, evaluation.inference.maps, evaluation.inference.scores
     labels = test.labels

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cae_keras import data, maps, metrics, models, scoring, thresholds
+from cae_keras import data, maps, metrics, scoring, thresholds
 from cae_keras.calibration import calibrate, check_scoring
 from cae_keras.errors import ConfigError
-from cae_keras.runs import open_run, read_calibration, read_history, train_seconds
+from cae_keras.runs import Run, as_run, read_history, train_seconds
 
 
 @dataclasses.dataclass
@@ -93,13 +93,7 @@ def null_reasons(figures: dict, test: data.TestSet, reconstructs: bool) -> dict[
     return reasons
 
 
-def validation_images(config) -> np.ndarray:
-    """The run's validation normals (the seeded hold-out of train/good), loaded at its image size."""
-    _, val_paths, _ = data.validation_split(data.category_of(config), config.val_fraction, config.seed)
-    return data.load_images(val_paths, config.image_size)
-
-
-def evaluate_run(run_dir: Path, data_root: Path | None = None, category: str | None = None,
+def evaluate_run(run: Run | Path, data_root: Path | None = None, category: str | None = None,
                  progress: bool = True, scoring_overrides: dict | None = None,
                  allow_empty_masks: bool = False) -> Evaluation:
     """Scores the test split of a run's category (or another root/category) with its model.
@@ -111,14 +105,12 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, category: str | N
     defective for the image figures, their pixels normal (as the mask says) for the pixel figures;
     they are listed in `metrics.json`, `empty_masks`. Otherwise they are an error.
     """
-    paths, config = open_run(run_dir)
-    spec = models.get_spec(config.model)
-    model = models.load_model(paths.model)
-    calibration = read_calibration(paths)
+    run = as_run(run)
+    config, spec, model, calibration = run.config, run.spec, run.model, run.calibration
     if scoring_overrides:
         config = dataclasses.replace(config, **scoring_overrides)  # validated again
         check_scoring(spec, config)
-        calibration = calibrate(model, spec, config, validation_images(config))
+        calibration = calibrate(model, spec, config, run.validation_images, run.validation_outputs)
     threshold = float(calibration["threshold"])
     if data_root is None and category is None:
         chosen = data.category_of(config, with_test=True)
@@ -128,7 +120,7 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, category: str | N
     test = data.load_test_set(chosen, config.image_size, progress=progress, allow_empty_masks=allow_empty_masks)
     inference = scoring.infer(model, spec.output, test.images, scoring.ScoringMethod.of(config, calibration),
                               config.batch_size)
-    history = read_history(paths.history)
+    history = read_history(run.paths.history)
     figures = summarize(test, inference, threshold)
     figures.update(
         model=config.model, category=chosen.name, image_size=config.image_size,
@@ -147,7 +139,7 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, category: str | N
 SCORING_KEYS = ("image_auroc", "pixel_auroc", "aupro", "pixel_ap", "image_f1")
 
 
-def compare_scoring(run_dir: Path, anomaly_maps=("l1", "l2", "ssim", "msgms", "l1+ssim", "msgms+ssim"),
+def compare_scoring(run: Run | Path, anomaly_maps=("l1", "l2", "ssim", "msgms", "l1+ssim", "msgms+ssim"),
                     image_scores=scoring.IMAGE_SCORES, progress: bool = True,
                     evaluation: Evaluation | None = None) -> list[dict]:
     """Scores one reconstruction run with every map and image score: one row each.
@@ -156,14 +148,13 @@ def compare_scoring(run_dir: Path, anomaly_maps=("l1", "l2", "ssim", "msgms", "l
     `evaluation`, this run's, already holds their reconstructions); each method then gets its own
     map scales and threshold from the validation normals, and is measured on the test split.
     """
-    paths, config = open_run(run_dir)
-    spec = models.get_spec(config.model)
+    run = as_run(run)
+    config, spec = run.config, run.spec
     if spec.output != "reconstruction":
         raise ConfigError(f"{config.model} produces its own anomaly map; map choices apply to reconstruction "
                           "models")
-    model = models.load_model(paths.model)
-    val_images = validation_images(config)
-    val_recon = scoring.predict_batches(model, val_images, config.batch_size)
+    model = run.model
+    val_images, val_recon = run.validation_images, run.validation_outputs
     if evaluation is not None and evaluation.inference.reconstructions is not None:
         test, test_recon = evaluation.test, evaluation.inference.reconstructions
     else:

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cae_keras import data, models, scoring
+from cae_keras import data, scoring
 from cae_keras.errors import ConfigError
 from cae_keras.files import write_atomic, write_text_atomic
-from cae_keras.runs import open_run, read_calibration
+from cae_keras.runs import Run, as_run
 
 FORMATS = ("savedmodel", "tflite", "tflite-int8", "onnx")
 
@@ -88,7 +88,7 @@ def _detector_module(model, output: str, image_size: int, blur_sigma: float, thr
     return Detector()
 
 
-def export_run(run_dir: Path, fmt: str, out: Path) -> Path:
+def export_run(run: Run | Path, fmt: str, out: Path) -> Path:
     """Exports a run's model in `fmt` to `out`; writes `<out>.json` beside it with how to call it.
 
     Raises:
@@ -98,14 +98,12 @@ def export_run(run_dir: Path, fmt: str, out: Path) -> Path:
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
-    paths, config = open_run(run_dir)
-    spec = models.get_spec(config.model)
+    run = as_run(run)
+    paths, config, threshold = run.paths, run.config, run.threshold
     if not scoring.ScoringMethod.of(config).is_default:
-        raise ConfigError(f"{run_dir}: exported models compute the L1 map and its maximum; this run scores with "
+        raise ConfigError(f"{paths.root}: exported models compute the L1 map and its maximum; this run scores with "
                           f"{config.anomaly_map!r} / {config.image_score!r}. Use `cae-keras predict --run` instead")
-    threshold = float(read_calibration(paths)["threshold"])
-    module = _detector_module(models.load_model(paths.model), spec.output, config.image_size,
-                              config.blur_sigma, threshold)
+    module = _detector_module(run.model, run.spec.output, config.image_size, config.blur_sigma, threshold)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     signatures = {"serving_default": module.detect}
@@ -134,7 +132,7 @@ def export_run(run_dir: Path, fmt: str, out: Path) -> Path:
     meta_path = Path(str(out) + ".json")
     write_text_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
     if fmt == "tflite-int8":  # the figures travel with the model
-        meta["int8_check"] = check_int8(out, paths.root)
+        meta["int8_check"] = check_int8(out, run)
         write_text_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
     return out
 
@@ -215,7 +213,7 @@ class Int8DecisionsDiffer(UserWarning):
     """The int8 model decides some check images differently from the float model."""
 
 
-def check_int8(path: Path, run_dir: Path) -> dict:
+def check_int8(path: Path, run: Run | Path) -> dict:
     """Compares an int8 export's decisions with the float model's on the run's validation normals
     and the same with synthetic anomalies; warns (`Int8DecisionsDiffer`) if any decision differs.
 
@@ -227,10 +225,10 @@ def check_int8(path: Path, run_dir: Path) -> dict:
 
     import tensorflow as tf
 
-    paths, config = open_run(run_dir)
+    run = as_run(run)
+    config = run.config
     images = _check_images(config, validation=True)
-    module = _detector_module(models.load_model(paths.model), models.get_spec(config.model).output,
-                              config.image_size, config.blur_sigma, float(read_calibration(paths)["threshold"]))
+    module = _detector_module(run.model, run.spec.output, config.image_size, config.blur_sigma, run.threshold)
     reference = {k: v.numpy() for k, v in module.detect(tf.constant(images)).items()}
     quantized = ExportedDetector(path)(images)
     flipped = int((reference["defective"] != quantized["defective"]).sum())

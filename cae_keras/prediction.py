@@ -12,10 +12,10 @@ from typing import Callable
 
 import numpy as np
 
-from cae_keras import data, models, plots, scoring
+from cae_keras import data, plots, scoring
 from cae_keras.errors import DataError
 from cae_keras.files import write_atomic, write_png, write_text_atomic
-from cae_keras.runs import open_run, read_calibration
+from cae_keras.runs import Run, as_run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,13 +104,11 @@ class Scorer:
     score: Callable[[list[np.ndarray]], tuple[list[np.ndarray], np.ndarray]]
 
 
-def run_scorer(run_dir: Path) -> Scorer:
+def run_scorer(run: Run | Path) -> Scorer:
     """Scores with a run folder's Keras model: each image resized by the reader, the map resized
     back to the image's size the same way (what an exported model does inside its graph)."""
-    paths, config = open_run(run_dir)
-    spec = models.get_spec(config.model)
-    model = models.load_model(paths.model)
-    calibration = read_calibration(paths)
+    run = as_run(run)
+    config, spec, model, calibration = run.config, run.spec, run.model, run.calibration
     method = scoring.ScoringMethod.of(config, calibration)
 
     def score(images: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import json
 import re
@@ -117,3 +118,67 @@ def open_run(run_dir: Path) -> tuple[RunPaths, TrainConfig]:
     if not paths.model.is_file():
         raise ConfigError(f"{paths.model}: missing; training did not complete, rerun `cae-keras train`")
     return paths, config
+
+
+class Run:
+    """A completed run folder, opened once per command.
+
+    Holds its paths, config, model spec and calibration; the model, the validation normals and
+    the model's outputs on them are loaded on first use and kept, so that a command that
+    evaluates, compares scoring methods and decision rules loads the model once and decodes the
+    validation images once.
+
+    Raises (on opening):
+        ConfigError: not a run folder, another config version, or training not completed.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.paths, self.config = open_run(run_dir)
+
+    @property
+    def root(self) -> Path:
+        return self.paths.root
+
+    @functools.cached_property
+    def spec(self):
+        """The model's `models.ModelSpec`."""
+        from cae_keras import models
+
+        return models.get_spec(self.config.model)
+
+    @functools.cached_property
+    def calibration(self) -> dict:
+        """`calibration.json`: threshold, rule, validation scores, map scales."""
+        return read_calibration(self.paths)
+
+    @property
+    def threshold(self) -> float:
+        return float(self.calibration["threshold"])
+
+    @functools.cached_property
+    def model(self):
+        """The trained Keras model, loaded on first use."""
+        from cae_keras import models
+
+        return models.load_model(self.paths.model)
+
+    @functools.cached_property
+    def validation_images(self):
+        """The validation normals at the run's image size, `[V, S, S, 3] float32 in [0, 1]`."""
+        from cae_keras import data
+
+        _, paths, _ = data.validation_split(data.category_of(self.config), self.config.val_fraction,
+                                            self.config.seed)
+        return data.load_images(paths, self.config.image_size)
+
+    @functools.cached_property
+    def validation_outputs(self):
+        """The model's outputs (reconstructions or maps) for `validation_images`."""
+        from cae_keras import scoring
+
+        return scoring.predict_batches(self.model, self.validation_images, self.config.batch_size)
+
+
+def as_run(run: "Run | Path | str") -> Run:
+    """A `Run` as it is, or a run folder opened."""
+    return run if isinstance(run, Run) else Run(Path(run))

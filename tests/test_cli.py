@@ -143,3 +143,18 @@ def test_evaluate_with_another_scoring_recalibrates_and_keeps_the_runs_metrics(t
     capsys.readouterr()
     assert main(["evaluate", "--run", str(runs["pixel_stats"]), "--anomaly-map", "ssim"]) == 2
     assert "own anomaly map" in capsys.readouterr().err
+
+
+def test_evaluate_loads_the_model_and_the_validation_normals_once(trained, monkeypatch, capsys):
+    """evaluate with every table (scoring methods, decision rules) opens the run once."""
+    from cae_keras import data, models
+
+    _, runs = trained
+    loads, decoded = [], []
+    load_model, load_images = models.load_model, data.load_images
+    monkeypatch.setattr(models, "load_model", lambda path: loads.append(path) or load_model(path))
+    monkeypatch.setattr(data, "load_images", lambda paths, *a, **k: decoded.append(len(paths))
+                        or load_images(paths, *a, **k))
+    assert main(["evaluate", "--run", str(runs["seed_cae"]), "--compare-scoring", "--min-defect-area", "4"]) == 0
+    assert len(loads) == 1
+    assert len(decoded) == 1  # the validation normals; test images are read by load_test_set
