@@ -1,7 +1,9 @@
 """Exporting a trained run for the line: raw uint8 images in, anomaly map, score and decision out.
 
-The exported graph holds the whole path (scaling to [0, 1], resizing, the model, |x - x̂|, the
-Gaussian blur, the maximum, the threshold), so a deployment re-implements nothing.
+The exported graph holds the whole path (scaling to [0, 1], resizing, the model, the run's error
+map, the Gaussian blur, the image score, the threshold, resizing the map back), so a deployment
+re-implements nothing. Every map and image score a run can use is exported
+(`cae_keras.graph_scoring`).
 
 Every format takes `[N, H, W, 3] uint8` RGB images of any size (TFLite: one image per call), resizes
 them inside exactly as the reader does (`cae_keras.resizing`: area averaging when shrinking,
@@ -9,10 +11,11 @@ OpenCV's bicubic otherwise), and returns the anomaly map at the input's own size
 
 - `savedmodel`: TensorFlow SavedModel.
 - `tflite`: TensorFlow Lite, float32 weights.
-- `tflite-int8`: the same, weights and activations quantized to int8 where TFLite can, float
-  elsewhere; calibrated on the run's training normals with and without synthetic anomalies, so
-  that the large errors of a defect are inside the quantized ranges. The export checks on
-  validation normals and synthetic anomalies that no decision differs from the float model's.
+- `tflite-int8`: the same with the network's weights and activations quantized to int8
+  (calibrated on the run's training normals with and without synthetic anomalies); resizing,
+  map, blur, score and threshold stay float, so a defect's large errors are not clipped. The
+  export compares its decisions with the float model's on validation normals and synthetic
+  anomalies, warns if any differ, and writes the figures to `<model>.json` (`int8_check`).
 - `onnx`: ONNX through tf2onnx (an optional dependency).
 
 Outputs, by name: `anomaly_map [N, H, W] float32`, `score [N] float32`, `defective [N] bool`.
@@ -35,53 +38,34 @@ from cae_keras.runs import Run, as_run
 FORMATS = ("savedmodel", "tflite", "tflite-int8", "onnx")
 
 
-def gaussian_kernel(sigma: float) -> np.ndarray:
-    """The 1-D kernel OpenCV's GaussianBlur uses on float32 images for this sigma."""
-    import cv2
-
-    size = int(round(sigma * 8 + 1)) | 1
-    return cv2.getGaussianKernel(size, sigma, cv2.CV_32F).ravel().astype(np.float32)
-
-
-def _detector_module(model, output: str, image_size: int, blur_sigma: float, threshold: float):
+def _detector_module(model, output: str, image_size: int, method: scoring.ScoringMethod, threshold: float):
     """A `tf.Module` whose `detect(images)` runs the whole path from uint8 images to decisions.
 
     Images `[N, H, W, 3] uint8` of any size go in (one size per call); they are resized to the
-    model's size as the reader resizes (`cae_keras.resizing`), scored, and the anomaly map comes back
-    resized to `[N, H, W]`. The score is the maximum of the map at the model's size, as in `evaluate`.
+    model's size as the reader resizes (`cae_keras.resizing`), scored with the run's method (its
+    error map, blur and image score: `cae_keras.graph_scoring`), and the anomaly map comes back
+    resized to `[N, H, W]`. The score is computed at the model's size, as in `evaluate`.
     """
     import tensorflow as tf
 
     from cae_keras import resizing
-
-    kernel = gaussian_kernel(blur_sigma) if blur_sigma > 0 else np.ones(1, np.float32)
-    pad = len(kernel) // 2
+    from cae_keras.graph_scoring import GraphScoring
 
     class Detector(tf.Module):
         def __init__(self):
             super().__init__()
             self.model = model
-            self.kernel_rows = tf.constant(kernel.reshape(-1, 1, 1, 1))
-            self.kernel_cols = tf.constant(kernel.reshape(1, -1, 1, 1))
+            self.scoring = GraphScoring(image_size, method)
             self.threshold = tf.constant(threshold, tf.float32)
-
-        def blur(self, maps):
-            x = maps[..., None]
-            if pad:  # OpenCV's default border (reflect-101) is TensorFlow's REFLECT
-                x = tf.pad(x, [[0, 0], [pad, pad], [0, 0], [0, 0]], mode="REFLECT")
-                x = tf.nn.conv2d(x, self.kernel_rows, 1, "VALID")
-                x = tf.pad(x, [[0, 0], [0, 0], [pad, pad], [0, 0]], mode="REFLECT")
-                x = tf.nn.conv2d(x, self.kernel_cols, 1, "VALID")
-            return x[..., 0]
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
         def detect(self, images):
             height, width = tf.shape(images)[1], tf.shape(images)[2]
             x = resizing.resize(tf.cast(images, tf.float32) / 255.0, image_size, image_size, 0.0, 1.0)
-            y = self.model(x, training=False)
-            raw = tf.reduce_mean(tf.abs(x - y), axis=-1) if output == "reconstruction" else y
-            maps = self.blur(tf.cast(raw, tf.float32))
-            scores = tf.reduce_max(maps, axis=[1, 2])
+            y = tf.cast(self.model(x, training=False), tf.float32)
+            raw = self.scoring.error_map(x, y) if output == "reconstruction" else y
+            maps = self.scoring.anomaly_map(raw)
+            scores = self.scoring.image_score(maps)
             return {"anomaly_map": resizing.resize(maps, height, width), "score": scores,
                     "defective": scores > self.threshold}
 
@@ -100,10 +84,8 @@ def export_run(run: Run | Path, fmt: str, out: Path) -> Path:
         raise ConfigError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
     run = as_run(run)
     paths, config, threshold = run.paths, run.config, run.threshold
-    if not scoring.ScoringMethod.of(config).is_default:
-        raise ConfigError(f"{paths.root}: exported models compute the L1 map and its maximum; this run scores with "
-                          f"{config.anomaly_map!r} / {config.image_score!r}. Use `cae-keras predict --run` instead")
-    module = _detector_module(run.model, run.spec.output, config.image_size, config.blur_sigma, threshold)
+    module = _detector_module(run.model, run.spec.output, config.image_size,
+                              scoring.ScoringMethod.of(config, run.calibration), threshold)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     signatures = {"serving_default": module.detect}
@@ -127,7 +109,9 @@ def export_run(run: Run | Path, fmt: str, out: Path) -> Path:
             else:
                 write_atomic(out, lambda tmp: _export_onnx(scratch, tmp))
     meta = {"format": fmt, "model": config.model, "image_size": config.image_size, "threshold": threshold,
-            "blur_sigma": config.blur_sigma, "input": "[N, H, W, 3] uint8 images, RGB, any size",
+            "blur_sigma": config.blur_sigma, "anomaly_map": config.anomaly_map if run.spec.output == "reconstruction"
+            else "the model's own map", "image_score": config.image_score,
+            "input": "[N, H, W, 3] uint8 images, RGB, any size",
             "outputs": ["anomaly_map", "score", "defective"], "run": str(paths.root)}
     meta_path = Path(str(out) + ".json")
     write_text_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
@@ -228,7 +212,8 @@ def check_int8(path: Path, run: Run | Path) -> dict:
     run = as_run(run)
     config = run.config
     images = _check_images(config, validation=True)
-    module = _detector_module(run.model, run.spec.output, config.image_size, config.blur_sigma, run.threshold)
+    module = _detector_module(run.model, run.spec.output, config.image_size,
+                              scoring.ScoringMethod.of(config, run.calibration), run.threshold)
     reference = {k: v.numpy() for k, v in module.detect(tf.constant(images)).items()}
     quantized = ExportedDetector(path)(images)
     flipped = int((reference["defective"] != quantized["defective"]).sum())

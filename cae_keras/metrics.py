@@ -171,16 +171,20 @@ def psnr_per_image(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarra
     return 10.0 * np.log10(1.0 / mse)
 
 
+SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
+SSIM_CONSTANTS = (0.01**2, 0.03**2)  # (k1 L)^2, (k2 L)^2 for a peak L of 1.0
+
+
 def ssim_map(image: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
     """The SSIM map (Wang et al. 2004: Gaussian window 11, sigma 1.5, peak 1.0) averaged over channels.
 
     `[H, W, C]` x2 -> `[H, W]` in [-1, 1], 1 where the images agree.
     """
-    c1, c2 = 0.01**2, 0.03**2
+    c1, c2 = SSIM_CONSTANTS
     x, y = image.astype(np.float64), reconstruction.astype(np.float64)
 
     def blur(a: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(a, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+        return cv2.GaussianBlur(a, (SSIM_WINDOW, SSIM_WINDOW), SSIM_SIGMA, borderType=cv2.BORDER_REFLECT)
 
     mu_x, mu_y = blur(x), blur(y)
     var_x = blur(x * x) - mu_x**2

@@ -60,11 +60,6 @@ class ScoringMethod:
         return cls(config.blur_sigma, config.anomaly_map, config.image_score, config.top_k_fraction,
                    (calibration or {}).get("map_scales"))
 
-    @property
-    def is_default(self) -> bool:
-        """The seed's scoring: L1 map, blurred, its maximum (what exported models compute)."""
-        return self.anomaly_map == "l1" and self.image_score == "max"
-
 
 @dataclasses.dataclass
 class Inference:

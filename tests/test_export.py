@@ -73,6 +73,46 @@ def test_every_format_matches_predict_on_images_of_any_size(run, odd_sizes, tmp_
         assert np.abs(scores - expected_scores).max() < 1e-4, name
 
 
+@pytest.mark.parametrize("anomaly_map,image_score,fmt", [("msgms+ssim", "top_k_mean", "savedmodel"),
+                                                         ("ssim", "max", "savedmodel"),
+                                                         ("l2", "top_k_mean", "tflite"),
+                                                         ("msgms", "max", "onnx")])
+def test_every_scoring_method_is_exported(tiny_dataset, odd_sizes, tmp_path, anomaly_map, image_score, fmt):
+    """Runs scored with any error map and image score export, and match `predict --run`."""
+    config = TrainConfig(data=str(tiny_dataset), category="bottle", model="seed_cae", image_size=32, epochs=1,
+                         batch_size=8, anomaly_map=anomaly_map, image_score=image_score)
+    run = train(config, tmp_path / "run", verbose=0)
+    path = export.export_run(run.root, fmt, tmp_path / f"model.{fmt}")
+    exported, reference = prediction.exported_scorer(path), prediction.run_scorer(run.root)
+    for name in ("larger", "non-square"):
+        maps, scores = exported.score([odd_sizes[name]])
+        expected_maps, expected_scores = reference.score([odd_sizes[name]])
+        assert np.abs(maps[0] - expected_maps[0]).max() < 1e-4 * max(1.0, expected_maps[0].max()), name
+        assert np.abs(scores - expected_scores).max() < 1e-4 * max(1.0, expected_scores.max()), name
+
+
+def test_graph_scoring_matches_the_numpy_scoring():
+    """`cae_keras.graph_scoring` (in exported graphs) equals `cae_keras.scoring` (OpenCV / NumPy)
+    for every map and image score, at an odd size too."""
+    import tensorflow as tf
+
+    from cae_keras import graph_scoring, maps
+
+    rng = np.random.default_rng(0)
+    for size in (32, 45):
+        x = rng.random((2, size, size, 3), dtype=np.float32)
+        y = np.clip(x + rng.normal(0, 0.1, x.shape), 0, 1).astype(np.float32)
+        for anomaly_map in (*maps.COMPONENTS, "l1+ssim", "msgms+ssim"):
+            scales = maps.component_scales(x, y, anomaly_map) if "+" in anomaly_map else None
+            for image_score in scoring.IMAGE_SCORES:
+                method = scoring.ScoringMethod(size / 64, anomaly_map, image_score, 0.001, scales)
+                expected = scoring.score_outputs(x, y, "reconstruction", method)
+                graph = graph_scoring.GraphScoring(size, method)
+                got = graph.anomaly_map(graph.error_map(tf.constant(x), tf.constant(y)))
+                assert np.abs(got.numpy() - expected.maps).max() < 1e-5, (size, anomaly_map)
+                assert np.abs(graph.image_score(got).numpy() - expected.scores).max() < 1e-5, (size, image_score)
+
+
 def test_reader_resize_and_graph_resize_agree():
     """`cae_keras.resizing` (inside exported graphs) equals the reader's OpenCV resize."""
     import tensorflow as tf

@@ -81,4 +81,3 @@ def test_the_default_method_is_the_seeds_l1_and_max():
     default = scoring.score_outputs(x, y, "reconstruction", scoring.ScoringMethod(blur_sigma=1.0))
     assert np.allclose(default.maps, scoring.blur_maps(np.abs(x - y).mean(-1), 1.0))
     assert default.scores[0] == default.maps.max()
-    assert scoring.ScoringMethod(1.0).is_default and not scoring.ScoringMethod(1.0, "ssim").is_default
