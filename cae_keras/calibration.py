@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cae_keras import maps, scoring, thresholds
+from cae_keras import graph_scoring, scoring, thresholds
 from cae_keras.errors import ConfigError
 
 
@@ -26,7 +26,7 @@ def calibrate(model, spec, config, val_images: np.ndarray, predictions: np.ndarr
         predictions = scoring.predict_batches(model, val_images, config.batch_size)
     map_scales = None
     if spec.output == "reconstruction":
-        map_scales = maps.component_scales(val_images, predictions, config.anomaly_map)
+        map_scales = graph_scoring.component_scales(val_images, predictions, config.anomaly_map)
     method = scoring.ScoringMethod.of(config, {"map_scales": map_scales})
     result = scoring.score_outputs(val_images, predictions, spec.output, method)
     n = len(result.scores)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cae_keras import data, maps, metrics, scoring, thresholds
+from cae_keras import data, graph_scoring, metrics, scoring, thresholds
 from cae_keras.calibration import calibrate, check_scoring
 from cae_keras.errors import ConfigError
 from cae_keras.runs import Run, as_run, read_history, train_seconds
@@ -163,7 +163,7 @@ def compare_scoring(run: Run | Path, anomaly_maps=("l1", "l2", "ssim", "msgms", 
     rows = []
     for anomaly_map in anomaly_maps:
         # Maps and pixel metrics depend on the map only: computed once, then each image score.
-        method = scoring.ScoringMethod(config.blur_sigma, anomaly_map, map_scales=maps.component_scales(
+        method = scoring.ScoringMethod(config.blur_sigma, anomaly_map, map_scales=graph_scoring.component_scales(
             val_images, val_recon, anomaly_map))
         val_maps = scoring.score_outputs(val_images, val_recon, spec.output, method).maps
         test_result = scoring.score_outputs(test.images, test_recon, spec.output, method)

@@ -1,11 +1,13 @@
-"""Scoring inside an exported graph: the error maps, blur and image scores of `cae_keras.maps` and
-`cae_keras.scoring`, as TensorFlow ops that TFLite and ONNX also run.
+"""The package's one implementation of scoring: error maps, blur and image scores as TensorFlow
+ops, run eagerly by `cae_keras.scoring` (evaluate, calibration, predict, compare) and traced into
+exported graphs (SavedModel, TFLite and ONNX alike).
 
-Every filter those modules apply with OpenCV (Gaussian blurs, the Prewitt gradients, `pyrDown`,
-the linear upsampling of MSGMS) is linear along each axis, so on maps of the model's fixed size it
-is a constant matrix on each side: `out = A @ map @ B.T`. The matrices are built here with NumPy
-from OpenCV's own kernels and border rules, and `tests/test_export.py` checks every map against
-the OpenCV versions (which `evaluate` and `predict --run` use).
+The maps are those of `cae_keras.maps` (l1, l2, ssim, msgms and combinations), which stays as the
+readable NumPy/OpenCV reference for notebooks and tests. Every OpenCV filter they apply (Gaussian
+blurs, the Prewitt gradients, `pyrDown`, the linear upsampling of MSGMS) is linear along each axis,
+so on maps of a fixed size it is a constant matrix on each side: `out = A @ map @ B.T`. The
+matrices are built here with NumPy from OpenCV's own kernels and border rules;
+`tests/test_export.py` holds every map and score to the reference within 1e-5.
 """
 
 from __future__ import annotations
@@ -164,3 +166,47 @@ class GraphScoring:
             return tf.reduce_max(flat, axis=1)
         k = max(1, round(self.method.top_k_fraction * self.size * self.size))
         return tf.reduce_mean(tf.math.top_k(flat, k).values, axis=1)
+
+
+def blur(maps: np.ndarray, sigma: float) -> np.ndarray:
+    """OpenCV's Gaussian blur (border reflect-101) of each `[H, W]` map: `[N, H, W]` -> float32."""
+    import tensorflow as tf
+
+    maps = np.asarray(maps, np.float32)
+    if sigma <= 0:
+        return maps
+    rows = _constant(gaussian_matrix(maps.shape[1], sigma))
+    cols = _constant(gaussian_matrix(maps.shape[2], sigma))
+    return tf.einsum("ih,nhw,jw->nij", rows, tf.constant(maps), cols).numpy()
+
+
+def anomaly_maps(images: np.ndarray, predictions: np.ndarray, output: str, method,
+                 batch_size: int = 32) -> np.ndarray:
+    """The blurred anomaly maps `[N, S, S] float32` of a model's outputs (reconstructions
+    `[N, S, S, 3]` or its own maps `[N, S, S]`) for `[N, S, S, 3]` images, batch by batch."""
+    import tensorflow as tf
+
+    graph = GraphScoring(images.shape[1], method)
+    out = []
+    for start in range(0, len(images), batch_size):
+        y = tf.constant(np.asarray(predictions[start:start + batch_size], np.float32))
+        raw = graph.error_map(tf.constant(images[start:start + batch_size]), y) if output == "reconstruction" else y
+        out.append(graph.anomaly_map(raw).numpy())
+    return np.concatenate(out) if out else np.zeros((0, *images.shape[1:3]), np.float32)
+
+
+def component_scales(images: np.ndarray, reconstructions: np.ndarray, anomaly_map: str,
+                     batch_size: int = 32) -> dict[str, float]:
+    """Each component's mean over these (validation-normal) images: what a combination divides by."""
+    import tensorflow as tf
+
+    from cae_keras.scoring import ScoringMethod
+
+    scales = {}
+    for component in error_maps.parse(anomaly_map):
+        graph = GraphScoring(images.shape[1], ScoringMethod(0.0, component))
+        total = sum(float(tf.reduce_sum(graph.error_map(tf.constant(images[i:i + batch_size]),
+                                                        tf.constant(reconstructions[i:i + batch_size]))))
+                    for i in range(0, len(images), batch_size))
+        scales[component] = total / (len(images) * images.shape[1] * images.shape[2])
+    return scales

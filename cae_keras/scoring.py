@@ -4,13 +4,15 @@
   `cae_keras.maps` (SSIM, gradient similarity, combinations), `[N, H, W]`;
 - anomaly map: that error map (or a model's own map) after a Gaussian blur (the config's sigma);
 - image score: the maximum of the anomaly map, or the mean of its top-k pixels.
+
+Maps and blur are computed by `cae_keras.graph_scoring`, the code exported models run, so that
+`evaluate`, `predict --run` and an exported model cannot drift apart.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-import cv2
 import numpy as np
 
 from cae_keras import maps as error_map_components
@@ -24,10 +26,11 @@ def error_maps(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
 
 
 def blur_maps(maps: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur of each `[H, W]` map (sigma in px; 0 leaves them as they are)."""
-    if sigma <= 0:
-        return maps.astype(np.float32)
-    return np.stack([cv2.GaussianBlur(m.astype(np.float32), (0, 0), sigma) for m in maps])
+    """Gaussian blur of each `[H, W]` map (sigma in px; 0 leaves them as they are): OpenCV's
+    `GaussianBlur`, computed as exported graphs compute it (`graph_scoring.blur`)."""
+    from cae_keras import graph_scoring
+
+    return graph_scoring.blur(maps, sigma)
 
 
 def image_scores(maps: np.ndarray, method: str = "max", top_k_fraction: float = 0.001) -> np.ndarray:
@@ -87,15 +90,15 @@ def predict_batches(model, images: np.ndarray, batch_size: int = 32) -> np.ndarr
 
 
 def score_outputs(images: np.ndarray, predictions: np.ndarray, output: str, method: ScoringMethod) -> Inference:
-    """Maps and scores from a model's outputs (reconstructions or maps) for those images."""
-    if output == "reconstruction":
-        raw = error_map_components.error_maps(images, predictions, method.anomaly_map, method.map_scales)
-        reconstructions = predictions
-    else:
-        reconstructions, raw = None, predictions
-    maps = blur_maps(raw, method.blur_sigma)
+    """Maps and scores from a model's outputs (reconstructions or maps) for those images.
+
+    The maps are computed by `cae_keras.graph_scoring`, the same code exported models run.
+    """
+    from cae_keras import graph_scoring
+
+    maps = graph_scoring.anomaly_maps(images, predictions, output, method)
     return Inference(maps=maps, scores=image_scores(maps, method.image_score, method.top_k_fraction),
-                     reconstructions=reconstructions)
+                     reconstructions=predictions if output == "reconstruction" else None)
 
 
 def infer(model, output: str, images: np.ndarray, method: ScoringMethod | float, batch_size: int = 32) -> Inference:
