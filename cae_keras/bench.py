@@ -101,7 +101,7 @@ def run_benchmark(model_name: str = "seed_cae", image_size: int = 256, n_images:
               "precision": precision, "jit_compile": jit_compile,
               "parameters": int(model.count_params()), "forward_gflop_per_image": flops / 1e9}
 
-    if spec.trained_by == "gradient":
+    if not spec.fitted_in_one_pass:
         trainable = spec.training_model(model)
         trainable.compile(optimizer=keras.optimizers.Adam(2e-4), loss=spec.loss_function(), jit_compile=jit)
         if spec.synthetic_anomalies:

@@ -25,7 +25,7 @@ def calibrate(model, spec, config, val_images: np.ndarray, predictions: np.ndarr
     if predictions is None:
         predictions = scoring.predict_batches(model, val_images, config.batch_size)
     map_scales = None
-    if spec.output == "reconstruction":
+    if spec.reconstructs:
         map_scales = graph_scoring.component_scales(val_images, predictions, config.anomaly_map)
     method = scoring.ScoringMethod.of(config, {"map_scales": map_scales})
     result = scoring.score_outputs(val_images, predictions, spec.output, method)
@@ -34,7 +34,7 @@ def calibrate(model, spec, config, val_images: np.ndarray, predictions: np.ndarr
         "threshold": thresholds.quantile_threshold(result.scores, config.threshold_quantile),
         "rule": f"quantile {config.threshold_quantile} of {n} validation-normal image scores",
         "expected_false_alarm_rate": thresholds.expected_false_alarm_rate(n, config.threshold_quantile),
-        "anomaly_map": config.anomaly_map if spec.output == "reconstruction" else "the model's own map",
+        "anomaly_map": config.anomaly_map if spec.reconstructs else "the model's own map",
         "image_score": config.image_score,
         "map_scales": map_scales,
         "validation_scores": [float(s) for s in result.scores],
@@ -67,6 +67,6 @@ def warn_if_few(n_validation: int, quantile: float, from_folder: bool = False) -
 
 def check_scoring(spec, config) -> None:
     """Refuses map choices for models that output their own anomaly map."""
-    if spec.output != "reconstruction" and config.anomaly_map != "l1":
+    if not spec.reconstructs and config.anomaly_map != "l1":
         raise ConfigError(f"model '{spec.name}' outputs its own anomaly map; --anomaly-map "
                           f"{config.anomaly_map!r} applies to reconstruction models only")

@@ -49,7 +49,7 @@ def compare(data: Path, category: str, model_names: list[str], out: Path, verbos
         write_report(evaluation, out / name)
         rows.append(evaluation.metrics)
         m = evaluation.metrics
-        trained = "fitted" if get_spec(name).trained_by == "statistics" else f"{m['epochs']} epochs"
+        trained = "fitted" if get_spec(name).fitted_in_one_pass else f"{m['epochs']} epochs"
         print(f"    {trained} in {m['train_seconds']:.0f} s; image AUROC {_short(m['image_auroc'])}, "
               f"pixel AUROC {_short(m['pixel_auroc'])}, AU-PRO {_short(m['aupro'])}", flush=True)
     table = comparison_table(rows, COMPARISON_KEYS)

@@ -69,7 +69,7 @@ class TrainConfig:
         from cae_keras.models import get_spec  # models imports Keras lazily; this stays light
 
         spec = get_spec(self.model)
-        if spec.trained_by == "statistics":
+        if spec.fitted_in_one_pass:
             self.epochs = 1  # fitted in one pass over the normals: there are no epochs to choose
         elif self.epochs is None:
             self.epochs = spec.default_epochs

@@ -126,7 +126,7 @@ def evaluate_run(run: Run | Path, data_root: Path | None = None, category: str |
         model=config.model, category=chosen.name, image_size=config.image_size,
         epochs=history[-1]["epoch"] if history else 0, train_seconds=train_seconds(history),
         threshold=threshold, threshold_rule=calibration["rule"], parameters=int(model.count_params()),
-        anomaly_map=config.anomaly_map if spec.output == "reconstruction" else None,
+        anomaly_map=config.anomaly_map if spec.reconstructs else None,
         image_score=config.image_score,
         n_test_good=int((test.labels == 0).sum()), n_test_defective=int(test.labels.sum()),
         empty_masks=[str(path) for path in test.empty_masks], layout=chosen.layout,
@@ -150,7 +150,7 @@ def compare_scoring(run: Run | Path, anomaly_maps=("l1", "l2", "ssim", "msgms", 
     """
     run = as_run(run)
     config, spec = run.config, run.spec
-    if spec.output != "reconstruction":
+    if not spec.reconstructs:
         raise ConfigError(f"{config.model} produces its own anomaly map; map choices apply to reconstruction "
                           "models")
     model = run.model

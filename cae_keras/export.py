@@ -109,7 +109,7 @@ def export_run(run: Run | Path, fmt: str, out: Path) -> Path:
             else:
                 write_atomic(out, lambda tmp: _export_onnx(scratch, tmp))
     meta = {"format": fmt, "model": config.model, "image_size": config.image_size, "threshold": threshold,
-            "blur_sigma": config.blur_sigma, "anomaly_map": config.anomaly_map if run.spec.output == "reconstruction"
+            "blur_sigma": config.blur_sigma, "anomaly_map": config.anomaly_map if run.spec.reconstructs
             else "the model's own map", "image_score": config.image_score,
             "input": "[N, H, W, 3] uint8 images, RGB, any size",
             "outputs": ["anomaly_map", "score", "defective"], "run": str(paths.root)}

@@ -31,6 +31,16 @@ class ModelSpec:
     default_epochs: int = 200  # the recipe's length when `epochs` is not given
     fit: Callable | None = None  # statistics models: (config, train uint8, val float, verbose) -> (model, record)
 
+    @property
+    def reconstructs(self) -> bool:
+        """Returns x̂, scored by an error map; otherwise the model returns its own anomaly map."""
+        return self.output == "reconstruction"
+
+    @property
+    def fitted_in_one_pass(self) -> bool:
+        """Fitted by one pass over the normals (no epochs, no optimizer), not by gradient descent."""
+        return self.trained_by == "statistics"
+
     def loss_function(self):
         """What `model.compile` gets as its loss."""
         return {"mse": "mse", "ssim": variants.ssim_loss(), "draem": variants.draem_losses()}[self.loss]
@@ -254,7 +264,7 @@ def build_model(name: str, image_size: int, precision: str = "float32"):
     """
     check_image_size(name, image_size)
     spec = get_spec(name)
-    if spec.trained_by == "statistics":
+    if spec.fitted_in_one_pass:
         precision = "float32"  # means and stds in 16 bit would lose the small deviations that matter
     with dtype_policy(precision):
         return spec.build(image_size)

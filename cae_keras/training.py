@@ -82,7 +82,7 @@ def is_complete(paths: RunPaths, config: TrainConfig) -> bool:
     """The run holds a final model for all the requested epochs."""
     if not paths.model.is_file() or not paths.calibration.is_file():
         return False
-    if models.get_spec(config.model).trained_by == "statistics":
+    if models.get_spec(config.model).fitted_in_one_pass:
         return True
     history = read_history(paths.history)
     return bool(history) and history[-1]["epoch"] >= config.epochs
@@ -111,7 +111,7 @@ def train(config: TrainConfig, run_dir: Path, verbose: int | str = "auto", strat
     _check_resumable(paths, config)
     if is_complete(paths, config):
         if verbose:
-            done = "fitted" if models.get_spec(config.model).trained_by == "statistics" else \
+            done = "fitted" if models.get_spec(config.model).fitted_in_one_pass else \
                 f"trained for {config.epochs} epochs"
             print(f"{paths.root}: already {done}; nothing to do")
         return paths
@@ -129,7 +129,7 @@ def train(config: TrainConfig, run_dir: Path, verbose: int | str = "auto", strat
         data.load_images(train_paths, config.image_size, "train images" if verbose else None))
     val_images = data.load_images(val_paths, config.image_size, "validation images" if verbose else None)
 
-    if spec.trained_by == "statistics":
+    if spec.fitted_in_one_pass:
         started = time.perf_counter()
         model, record = spec.fit(config, train_images, val_images, verbose)
         write_history(paths.history, [{"epoch": 1, "loss": None, "val_loss": None,
