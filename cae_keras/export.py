@@ -76,7 +76,8 @@ def export_run(run: Run | Path, fmt: str, out: Path) -> Path:
     """Exports a run's model in `fmt` to `out`; writes `<out>.json` beside it with how to call it.
 
     Raises:
-        ConfigError: an unknown format, or ONNX without tf2onnx installed.
+        ConfigError: an unknown format, ONNX without tf2onnx installed, or int8 for a model fitted
+            in one pass (pixel_stats, patch_nn).
     """
     import tensorflow as tf
 
@@ -84,6 +85,10 @@ def export_run(run: Run | Path, fmt: str, out: Path) -> Path:
         raise ConfigError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
     run = as_run(run)
     paths, config, threshold = run.paths, run.config, run.threshold
+    if fmt == "tflite-int8" and run.spec.fitted_in_one_pass:
+        raise ConfigError(f"{paths.root}: {config.model} has no trained network to quantize; int8 would quantize "
+                          "its statistics and distances themselves (tried on patch_nn: half the check decisions "
+                          "flipped). Use --format tflite")
     module = _detector_module(run.model, run.spec.output, config.image_size,
                               scoring.ScoringMethod.of(config, run.calibration), threshold)
     out = Path(out)

@@ -55,6 +55,8 @@ ANYWHERE_MEMORY = 16384
 RADIUS = 2
 """The `position` search looks this many cells around the same place (+-8 px at 256 px)."""
 SEARCHES = ("position", "anywhere")
+NO_MATCH = 1e30
+"""The squared distance given to a shift that leaves the grid (no memorised cell there)."""
 
 
 def _gaussian_kernel(sigma: float) -> np.ndarray:
@@ -209,7 +211,9 @@ def _layer_class():
                         x = tf.pad(x, [[0, 0], [r, r], [r, r]], constant_values=fill)
                         return x[:, r + dy:r + dy + GRID, r + dx:r + dx + GRID]
 
-                    nearest, radius = back(nearest, np.inf), back(radius, 0.0)
+                    # a large finite fill, not inf: ONNX converters may lower the selects below to
+                    # arithmetic, where inf * 0 is NaN (every patch_nn ONNX map came back NaN)
+                    nearest, radius = back(nearest, NO_MATCH), back(radius, 0.0)
                     if best is None:
                         best, best_radius = nearest, radius
                     else:

@@ -9,6 +9,7 @@ import pytest
 
 from cae_keras import anomalies, models, patch_nn
 from cae_keras.config import TrainConfig
+from cae_keras.errors import ConfigError
 from cae_keras.training import train
 
 
@@ -139,3 +140,15 @@ def test_patch_nn_exports_with_parity_and_without_copies_of_its_memory(tiny_data
     assert list(result["defective"]) == list(reference.scores > threshold)
     # the frozen graph holds the memory once (in float32), not once per searched shift
     assert exported.stat().st_size < 4 * paths.model.stat().st_size
+    # ONNX too, and on an image of another shape (the map came back NaN in ONNX before)
+    from cae_keras import prediction
+
+    strip = np.round(data.resize_to(images[0] / np.float32(255), 30, 80) * 255) / 255
+    expected_maps, expected_scores = prediction.run_scorer(paths.root).score([strip])
+    for fmt in ("onnx", "savedmodel"):
+        maps, scores = prediction.exported_scorer(export.export_run(paths.root, fmt, tmp_path / f"m.{fmt}")).score([strip])
+        assert np.isfinite(maps[0]).all() and maps[0].shape == (30, 80)
+        assert np.abs(maps[0] - expected_maps[0]).max() < 1e-4 * max(1.0, expected_maps[0].max()), fmt
+        assert np.abs(scores - expected_scores).max() < 1e-4 * max(1.0, expected_scores.max()), fmt
+    with pytest.raises(ConfigError, match="no trained network"):
+        export.export_run(paths.root, "tflite-int8", tmp_path / "model_int8.tflite")
