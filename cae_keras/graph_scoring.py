@@ -81,24 +81,25 @@ class GraphScoring:
     Args:
         size: the model's image size S.
         method: the run's `scoring.ScoringMethod` (map, blur sigma, image score, map scales).
+
+    Raises:
+        ConfigError: an unknown map component, or a combination without its validation scales.
     """
 
     def __init__(self, size: int, method):
         self.size, self.method = size, method
-        self.components = error_maps.parse(method.anomaly_map)
-        missing = [c for c in self.components if len(self.components) > 1 and not (method.map_scales or {}).get(c)]
-        if missing:
-            error_maps.error_maps(np.zeros((1, 2, 2, 3)), np.zeros((1, 2, 2, 3)), method.anomaly_map,
-                                  method.map_scales)  # raises the same ConfigError as the NumPy path
+        self.components = error_maps.check_scales(method.anomaly_map, method.map_scales)
         self.blur = _constant(gaussian_matrix(size, method.blur_sigma)) if method.blur_sigma > 0 else None
-        self.ssim_blur = _constant(gaussian_matrix(size, SSIM_SIGMA, SSIM_WINDOW, REFLECT))
-        sizes = [size]
-        for _ in range(error_maps.GMS_SCALES - 1):
-            sizes.append((sizes[-1] + 1) // 2)
-        self.pyramid = [_constant(pyr_down_matrix(n)) for n in sizes[:-1]]
-        self.upsample = [_constant(linear_matrix(n, size)) for n in sizes]
-        self.smooth = [_constant(filter_matrix(n, np.ones(3) / 3, REFLECT)) for n in sizes]
-        self.difference = [_constant(filter_matrix(n, np.array([1.0, 0.0, -1.0]), REFLECT)) for n in sizes]
+        if "ssim" in self.components:
+            self.ssim_blur = _constant(gaussian_matrix(size, SSIM_SIGMA, SSIM_WINDOW, REFLECT))
+        if "msgms" in self.components:  # the matrices of each scale of the gradient pyramid
+            sizes = [size]
+            for _ in range(error_maps.GMS_SCALES - 1):
+                sizes.append((sizes[-1] + 1) // 2)
+            self.pyramid = [_constant(pyr_down_matrix(n)) for n in sizes[:-1]]
+            self.upsample = [_constant(linear_matrix(n, size)) for n in sizes]
+            self.smooth = [_constant(filter_matrix(n, np.ones(3) / 3, REFLECT)) for n in sizes]
+            self.difference = [_constant(filter_matrix(n, np.array([1.0, 0.0, -1.0]), REFLECT)) for n in sizes]
 
     def error_map(self, x, y):
         """`[N, S, S, 3]` x2 -> `[N, S, S]`: the run's anomaly map before the blur."""

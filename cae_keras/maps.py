@@ -82,6 +82,16 @@ def component_scales(images: np.ndarray, reconstructions: np.ndarray, anomaly_ma
     return {c: float(component_maps(images, reconstructions, c).mean()) for c in parse(anomaly_map)}
 
 
+def check_scales(anomaly_map: str, scales: dict[str, float] | None) -> tuple[str, ...]:
+    """The map's components; raises ConfigError if a combination lacks a component's validation scale."""
+    parts = parse(anomaly_map)
+    missing = [c for c in parts if len(parts) > 1 and not (scales or {}).get(c)]
+    if missing:
+        raise ConfigError(f"anomaly map {anomaly_map!r} needs the validation scale of {missing}; "
+                          "it is computed at calibration (train or evaluate with this map)")
+    return parts
+
+
 def error_maps(images: np.ndarray, reconstructions: np.ndarray, anomaly_map: str = "l1",
                scales: dict[str, float] | None = None) -> np.ndarray:
     """The anomaly map of each pair before blurring. `[N, H, W, 3]` x2 -> `[N, H, W] float32`.
@@ -90,12 +100,8 @@ def error_maps(images: np.ndarray, reconstructions: np.ndarray, anomaly_map: str
         anomaly_map: a component, or several joined by '+'.
         scales: for a combination, each component's mean over validation normals.
     """
-    parts = parse(anomaly_map)
+    parts = check_scales(anomaly_map, scales)
     if len(parts) == 1:
         return component_maps(images, reconstructions, parts[0])
-    missing = [c for c in parts if not (scales or {}).get(c)]
-    if missing:
-        raise ConfigError(f"anomaly map {anomaly_map!r} needs the validation scale of {missing}; "
-                          "it is computed at calibration (train or evaluate with this map)")
     total = sum(component_maps(images, reconstructions, c) / scales[c] for c in parts)
     return (total / len(parts)).astype(np.float32)

@@ -153,9 +153,8 @@ def sets_side_by_side(rows: list[dict], vmax: float = 2.0) -> Figure:
     """One row per dataset: the input, its ground truth and each model's anomaly map.
 
     Each row is a dict with `set` (a name), `image` `[S, S, 3]` in [0, 1], `mask` `[S, S]` bool,
-    `defect` (its type),
-    `maps` {model: `[S, S]` anomaly map divided by that model's threshold} and `figures` {model:
-    (image AUROC, pixel AUROC)}. Dividing by the threshold puts models on one scale: 1 is where
+    `defect` (its type), `maps` {model: `[S, S]` anomaly map divided by that model's threshold}
+    and `figures` {model: (image AUROC, pixel AUROC), None where undefined}. Dividing by the threshold puts models on one scale: 1 is where
     the model would start to flag the image, whatever units its map has.
     """
     model_names = list(rows[0]["maps"])

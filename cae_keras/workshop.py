@@ -12,9 +12,9 @@ import hashlib
 import json
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
-from pathlib import Path
 
 from cae_keras.calibration import FewValidationNormals
 from cae_keras.config import TrainConfig
@@ -175,8 +175,9 @@ def save_real_figure(real_root: Path) -> Path:
     figure, rows = real_vs_synthetic(Path(real_root), verbose=2)
     plots.save(figure, FIGURES / REAL_FIGURE)
     for row in rows:
-        print(f"{row['set']:18s} {row['model']:12s} image AUROC {row['image_auroc']:.3f}  "
-              f"pixel AUROC {row['pixel_auroc']:.3f}  AU-PRO {row['aupro']:.3f}")
+        figures = "  ".join(f"{name} {'n/a' if row[key] is None else format(row[key], '.3f')}" for key, name in
+                            (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("aupro", "AU-PRO")))
+        print(f"{row['set']:18s} {row['model']:12s} {figures}")
     return FIGURES / REAL_FIGURE
 
 
