@@ -19,6 +19,8 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     it over `path` and flushes the folder.
 
     The temporary name keeps the suffix so that writers that look at it (Keras, matplotlib) work.
+    The file gets the permissions a plainly created one would (0666 less the umask), not the
+    owner-only 0600 of a temporary file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,12 +29,20 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, _created_mode())
         _fsync(tmp)
         os.replace(tmp, path)
         _fsync(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _created_mode() -> int:
+    """0666 less the process's umask: the mode `open(path, "w")` would give a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _fsync(path: Path) -> None:

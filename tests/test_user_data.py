@@ -403,6 +403,17 @@ def test_atomic_writes_are_flushed_to_disk(tmp_path, monkeypatch):
     assert (tmp_path / "a" / "metrics.json").read_text() == "{}" and len(synced) == 2  # the file, then its folder
 
 
+def test_atomic_writes_get_the_permissions_of_a_plainly_created_file(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        files.write_text_atomic(tmp_path / "metrics.json", "{}")
+        (tmp_path / "plain.json").write_text("{}")
+    finally:
+        os.umask(previous)
+    mode = (tmp_path / "metrics.json").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain.json").stat().st_mode & 0o777 == 0o644  # not the 0600 of mkstemp
+
+
 # --- ground truth that a rule or a resize would drop ------------------------------------------
 
 def test_labelled_pixels_the_rule_leaves_out_are_warned_about(tmp_path):
