@@ -33,6 +33,7 @@ import numpy as np
 from cae_keras import data, scoring
 from cae_keras.errors import ConfigError
 from cae_keras.files import write_atomic, write_text_atomic
+from cae_keras.quiet import native_noise_silenced
 from cae_keras.runs import Run, as_run
 
 FORMATS = ("savedmodel", "tflite", "tflite-int8", "onnx")
@@ -87,8 +88,8 @@ def export_run(run: Run | Path, fmt: str, out: Path) -> Path:
     paths, config, threshold = run.paths, run.config, run.threshold
     if fmt == "tflite-int8" and run.spec.fitted_in_one_pass:
         raise ConfigError(f"{paths.root}: {config.model} has no trained network to quantize; int8 would quantize "
-                          "its statistics and distances themselves (tried on patch_nn: half the check decisions "
-                          "flipped). Use --format tflite")
+                          "its own statistics or distances (tried on patch_nn: half the check decisions flipped). "
+                          "Use --format tflite")
     module = _detector_module(run.model, run.spec.output, config.image_size,
                               scoring.ScoringMethod.of(config, run.calibration), threshold)
     out = Path(out)
@@ -106,10 +107,11 @@ def export_run(run: Run | Path, fmt: str, out: Path) -> Path:
                 frozen = convert_variables_to_constants_v2(module.detect.get_concrete_function(
                     tf.TensorSpec([1, None, None, 3], tf.uint8, name="images")))
                 converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
-                if fmt == "tflite-int8":
-                    content = _quantize_network_only(converter, module.model.name, _representative(config))
-                else:
-                    content = converter.convert()
+                with native_noise_silenced():
+                    if fmt == "tflite-int8":
+                        content = _quantize_network_only(converter, module.model.name, _representative(config))
+                    else:
+                        content = converter.convert()
                 write_atomic(out, lambda tmp: tmp.write_bytes(content))
             else:
                 write_atomic(out, lambda tmp: _export_onnx(scratch, tmp))
@@ -274,8 +276,9 @@ class ExportedDetector:
         elif fmt.startswith("tflite"):
             import tensorflow as tf
 
-            interpreter = tf.lite.Interpreter(model_path=str(path))
-            interpreter.allocate_tensors()
+            with native_noise_silenced():
+                interpreter = tf.lite.Interpreter(model_path=str(path))
+                interpreter.allocate_tensors()
             self._call = lambda x: _tflite_batches(interpreter, x)
         else:
             import onnxruntime
@@ -299,12 +302,14 @@ def _tflite_batches(interpreter, images: np.ndarray) -> dict[str, np.ndarray]:
     """
     source = interpreter.get_input_details()[0]["index"]
     if tuple(interpreter.get_input_details()[0]["shape"]) != (1, *images.shape[1:]):
-        interpreter.resize_tensor_input(source, [1, *images.shape[1:]])
-        interpreter.allocate_tensors()
+        with native_noise_silenced():
+            interpreter.resize_tensor_input(source, [1, *images.shape[1:]])
+            interpreter.allocate_tensors()
     outputs: dict[str, list] = {"anomaly_map": [], "score": [], "defective": []}
     for image in images:
         interpreter.set_tensor(source, image[None])
-        interpreter.invoke()
+        with native_noise_silenced():  # the first call creates the XNNPACK delegate, with a line about it
+            interpreter.invoke()
         for detail in interpreter.get_output_details():
             value = interpreter.get_tensor(detail["index"])
             key = "defective" if value.dtype == np.bool_ else ("anomaly_map" if value.ndim == 3 else "score")

@@ -102,16 +102,28 @@ def overlay(image: np.ndarray, anomaly_map: np.ndarray, vmax: float, mask: np.nd
     return np.clip(blended, 0, 1).astype(np.float32)
 
 
-def image_grid(images: list[np.ndarray], titles: list[str], columns: int = 4, cmap: str = "magma") -> Figure:
-    """Images (RGB `[H, W, 3]` or maps `[H, W]`) in a grid with titles."""
+def image_grid(images: list[np.ndarray], titles: list[str], columns: int = 4, cmap: str = "magma",
+               shared_scale: str | None = None) -> Figure:
+    """Images (RGB `[H, W, 3]` or maps `[H, W]`) in a grid with titles.
+
+    Args:
+        shared_scale: for maps of one kind, a label: every `[H, W]` panel is then drawn on one
+            scale (the smallest to the largest value among them) with one colour bar so labelled.
+            Without it each map is scaled on its own (for panels of different units).
+    """
     rows = -(-len(images) // columns)
-    figure = NotebookFigure(figsize=(2.6 * columns, 2.6 * rows), layout="constrained")
+    figure = NotebookFigure(figsize=(2.6 * columns + (0.8 if shared_scale else 0), 2.6 * rows), layout="constrained")
     grid = figure.subplots(rows, columns, squeeze=False)
     for axes in grid.ravel():
         axes.axis("off")
+    maps = [image for image in images if image.ndim == 2]
+    norm = colors.Normalize(min(m.min() for m in maps), max(m.max() for m in maps)) if shared_scale and maps else None
     for axes, image, title in zip(grid.ravel(), images, titles):
-        axes.imshow(np.clip(image, 0, 1) if image.ndim == 3 else image, cmap=None if image.ndim == 3 else cmap)
+        axes.imshow(np.clip(image, 0, 1) if image.ndim == 3 else image, cmap=None if image.ndim == 3 else cmap,
+                    norm=None if image.ndim == 3 else norm)
         axes.set_title(title, fontsize=9)
+    if norm is not None:
+        figure.colorbar(cm.ScalarMappable(norm, colormaps[cmap]), ax=grid, shrink=0.8, label=shared_scale)
     return figure
 
 

@@ -28,11 +28,31 @@ def native_stderr_silenced():
         os.close(devnull)
 
 
+_quiet = False
+
+
+@contextlib.contextmanager
+def native_noise_silenced():
+    """Silences the C++ lines of a TensorFlow Lite conversion or interpreter (`fully_quantize: 0 ...`,
+    `INFO: Created TensorFlow Lite XNNPACK delegate`) once `quiet_tensorflow` has run, not with -v."""
+    if not _quiet:
+        yield
+        return
+    with native_stderr_silenced():
+        yield
+
+
 def quiet_tensorflow(verbose: bool = False) -> None:
     """Imports TensorFlow and Keras without their start-up lines; `verbose` keeps every line."""
+    global _quiet
     if verbose:
         return
+    _quiet = True
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import warnings
+
+    # TensorFlow 2.20+ announces tf.lite.Interpreter's move to LiteRT on every use: not the user's concern
+    warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated", category=UserWarning)
     if "tensorflow" in sys.modules:
         return
     with native_stderr_silenced():

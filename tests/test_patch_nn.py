@@ -148,7 +148,11 @@ def test_patch_nn_exports_with_parity_and_without_copies_of_its_memory(tiny_data
     for fmt in ("onnx", "savedmodel"):
         maps, scores = prediction.exported_scorer(export.export_run(paths.root, fmt, tmp_path / f"m.{fmt}")).score([strip])
         assert np.isfinite(maps[0]).all() and maps[0].shape == (30, 80)
-        assert np.abs(maps[0] - expected_maps[0]).max() < 1e-4 * max(1.0, expected_maps[0].max()), fmt
+        # Where two normal cells are equally near, float rounding may switch the match: a few pixels
+        # can differ more (a new user measured 7.5e-4 of the map's maximum on a 96x32 strip).
+        difference = np.abs(maps[0] - expected_maps[0])
+        assert np.quantile(difference, 0.99) < 1e-4 * max(1.0, expected_maps[0].max()), fmt
+        assert difference.max() < 0.01 * max(1.0, expected_maps[0].max()), fmt
         assert np.abs(scores - expected_scores).max() < 1e-4 * max(1.0, expected_scores.max()), fmt
     with pytest.raises(ConfigError, match="no trained network"):
         export.export_run(paths.root, "tflite-int8", tmp_path / "model_int8.tflite")
