@@ -1,6 +1,7 @@
-"""The package's one implementation of scoring: error maps, blur and image scores as TensorFlow
-ops, run eagerly by `cae_keras.scoring` (evaluate, calibration, predict, compare) and traced into
-exported graphs (SavedModel, TFLite and ONNX alike).
+"""The package's one implementation of error maps and their blur, as TensorFlow ops: run eagerly by
+`cae_keras.scoring` (evaluate, calibration, predict, compare) and traced into exported graphs
+(SavedModel, TFLite and ONNX alike), which also take their image score from here (`evaluate`
+takes it from the map with `scoring.image_scores`, a one-line NumPy max or top-k mean).
 
 The maps are those of `cae_keras.maps` (l1, l2, ssim, msgms and combinations), which stays as the
 readable NumPy/OpenCV reference for notebooks and tests. Every OpenCV filter they apply (Gaussian
