@@ -123,7 +123,7 @@ def export_run(run: Run | Path, fmt: str, out: Path) -> Path:
     meta_path = Path(str(out) + ".json")
     write_text_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
     if fmt == "tflite-int8":  # the figures travel with the model
-        meta["int8_check"] = check_int8(out, run)
+        meta["int8_check"] = check_int8(out, run, module)
         write_text_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
     return out
 
@@ -151,21 +151,20 @@ def with_synthetic_anomalies(images: np.ndarray, seed: int = 0) -> np.ndarray:
     return result
 
 
-def _check_images(config, validation: bool, limit: int = 32) -> np.ndarray:
-    """Normals of the run (validation or training) and the same with synthetic anomalies, uint8."""
-    train, val, _ = data.validation_split(data.category_of(config), config.val_fraction, config.seed)
-    paths = (val if validation else train)[:limit]
-    normals = data.load_images(paths, config.image_size)
+def _with_anomalies_uint8(normals: np.ndarray, seed: int, limit: int = 32) -> np.ndarray:
+    """Up to `limit` normals and the same with synthetic anomalies, as uint8 (the exports' input)."""
+    normals = normals[:limit]
     if len(normals) < 2:
         return _uint8(normals)
-    return _uint8(np.concatenate([normals, with_synthetic_anomalies(normals, config.seed)]))
+    return _uint8(np.concatenate([normals, with_synthetic_anomalies(normals, seed)]))
 
 
-def _representative(config):
+def _representative(config, limit: int = 32):
     """Calibration inputs for int8 quantization: training normals with and without synthetic
     anomalies (normals alone leave a defect's large errors outside the quantized ranges), at the
     model's size and, resized, larger, smaller and not square (the resize inside is calibrated too)."""
-    images = _check_images(config, validation=False)
+    train, _, _ = data.validation_split(data.category_of(config), config.val_fraction, config.seed)
+    images = _with_anomalies_uint8(data.load_images(train[:limit], config.image_size), config.seed, limit)
     size = config.image_size
 
     def inputs():
@@ -204,9 +203,12 @@ class Int8DecisionsDiffer(UserWarning):
     """The int8 model decides some check images differently from the float model."""
 
 
-def check_int8(path: Path, run: Run | Path) -> dict:
+def check_int8(path: Path, run: Run | Path, module=None) -> dict:
     """Compares an int8 export's decisions with the float model's on the run's validation normals
     and the same with synthetic anomalies; warns (`Int8DecisionsDiffer`) if any decision differs.
+
+    Args:
+        module: the run's float detector (`_detector_module`) if already built, as `export_run` has it.
 
     Returns:
         images, anomalous (how many carry a synthetic anomaly), decisions_flipped,
@@ -218,9 +220,10 @@ def check_int8(path: Path, run: Run | Path) -> dict:
 
     run = as_run(run)
     config = run.config
-    images = _check_images(config, validation=True)
-    module = _detector_module(run.model, run.spec.output, config.image_size,
-                              scoring.ScoringMethod.of(config, run.calibration), run.threshold)
+    images = _with_anomalies_uint8(run.validation_images, config.seed)  # decoded once per Run
+    if module is None:
+        module = _detector_module(run.model, run.spec.output, config.image_size,
+                                  scoring.ScoringMethod.of(config, run.calibration), run.threshold)
     reference = {k: v.numpy() for k, v in module.detect(tf.constant(images)).items()}
     quantized = ExportedDetector(path)(images)
     flipped = int((reference["defective"] != quantized["defective"]).sum())
