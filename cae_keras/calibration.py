@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cae_keras import graph_scoring, scoring, thresholds
+from cae_keras import detector, graph_scoring, scoring, thresholds
 from cae_keras.errors import ConfigError
 
 
@@ -28,7 +28,8 @@ def calibrate(model, spec, config, val_images: np.ndarray, predictions: np.ndarr
     if spec.reconstructs:
         map_scales = graph_scoring.component_scales(val_images, predictions, config.anomaly_map)
     method = scoring.ScoringMethod.of(config, {"map_scales": map_scales})
-    result = scoring.score_outputs(val_images, predictions, spec.output, method)
+    result = detector.build(None, spec.reconstructs, config.image_size, method).infer_outputs(
+        val_images, predictions, config.batch_size)
     n = len(result.scores)
     return {
         "threshold": thresholds.quantile_threshold(result.scores, config.threshold_quantile),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cae_keras import metrics, postprocess, scoring, thresholds
+from cae_keras import metrics, postprocess, thresholds
 from cae_keras.evaluation import Evaluation
 from cae_keras.runs import Run, as_run
 
@@ -19,8 +19,7 @@ from cae_keras.runs import Run, as_run
 def validation_maps(run: Run | Path) -> tuple[np.ndarray, np.ndarray]:
     """The run's validation normals, scored again: (maps `[V, S, S]`, scores `[V]`)."""
     run = as_run(run)
-    inference = scoring.score_outputs(run.validation_images, run.validation_outputs, run.spec.output,
-                                      scoring.ScoringMethod.of(run.config, run.calibration))
+    inference = run.detector.infer_outputs(run.validation_images, run.validation_outputs, run.config.batch_size)
     return inference.maps, inference.scores
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cae_keras import data, graph_scoring, metrics, scoring, thresholds
+from cae_keras import data, detector, graph_scoring, metrics, scoring, thresholds
 from cae_keras.calibration import calibrate, check_scoring
 from cae_keras.errors import ConfigError
 from cae_keras.runs import Run, as_run, read_history, train_seconds
@@ -106,11 +106,13 @@ def evaluate_run(run: Run | Path, data_root: Path | None = None, category: str |
     they are listed in `metrics.json`, `empty_masks`. Otherwise they are an error.
     """
     run = as_run(run)
-    config, spec, model, calibration = run.config, run.spec, run.model, run.calibration
+    config, spec, model, calibration, scorer = run.config, run.spec, run.model, run.calibration, run.detector
     if scoring_overrides:
         config = dataclasses.replace(config, **scoring_overrides)  # validated again
         check_scoring(spec, config)
         calibration = calibrate(model, spec, config, run.validation_images, run.validation_outputs)
+        scorer = detector.build(model, spec.reconstructs, config.image_size,
+                                scoring.ScoringMethod.of(config, calibration), calibration["threshold"])
     threshold = float(calibration["threshold"])
     if data_root is None and category is None:
         chosen = data.category_of(config, with_test=True)
@@ -118,8 +120,9 @@ def evaluate_run(run: Run | Path, data_root: Path | None = None, category: str |
         chosen = data.read_category(Path(data_root or config.data), category or config.category,
                                     layout=config.layout if data_root is None else None)
     test = data.load_test_set(chosen, config.image_size, progress=progress, allow_empty_masks=allow_empty_masks)
-    inference = scoring.infer(model, spec.output, test.images, scoring.ScoringMethod.of(config, calibration),
-                              config.batch_size)
+    # The images are at the model's size already (the reader's resize, which the detector's own
+    # resize equals within 1e-5): the detector runs from its network on.
+    inference = scorer.infer(test.images, config.batch_size)
     history = read_history(run.paths.history)
     figures = summarize(test, inference, threshold)
     figures.update(
@@ -165,12 +168,14 @@ def compare_scoring(run: Run | Path, anomaly_maps=("l1", "l2", "ssim", "msgms", 
         # Maps and pixel metrics depend on the map only: computed once, then each image score.
         method = scoring.ScoringMethod(config.blur_sigma, anomaly_map, map_scales=graph_scoring.component_scales(
             val_images, val_recon, anomaly_map))
-        val_maps = scoring.score_outputs(val_images, val_recon, spec.output, method).maps
-        test_result = scoring.score_outputs(test.images, test_recon, spec.output, method)
+        by_map = detector.build(None, True, config.image_size, method)
+        val_maps = by_map.infer_outputs(val_images, val_recon, config.batch_size).maps
+        test_result = by_map.infer_outputs(test.images, test_recon, config.batch_size)
         pixel_figures = None
         for image_score in image_scores:
-            val_scores = scoring.image_scores(val_maps, image_score, config.top_k_fraction)
-            test_scores = scoring.image_scores(test_result.maps, image_score, config.top_k_fraction)
+            by_score = detector.build(None, True, config.image_size, dataclasses.replace(
+                method, image_score=image_score, top_k_fraction=config.top_k_fraction))
+            val_scores, test_scores = by_score.score_maps(val_maps), by_score.score_maps(test_result.maps)
             threshold = thresholds.quantile_threshold(val_scores, config.threshold_quantile)
             if pixel_figures is None:
                 pixel_figures = summarize(test, dataclasses.replace(test_result, scores=test_scores), threshold)

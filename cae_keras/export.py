@@ -1,9 +1,9 @@
 """Exporting a trained run for the line: raw uint8 images in, anomaly map, score and decision out.
 
-The exported graph holds the whole path (scaling to [0, 1], resizing, the model, the run's error
-map, the Gaussian blur, the image score, the threshold, resizing the map back), so a deployment
-re-implements nothing. Every map and image score a run can use is exported
-(`cae_keras.graph_scoring`).
+The export is the run's detector (`cae_keras.detector`), the graph every command runs: scaling to
+[0, 1], resizing, the model, the run's error map, the Gaussian blur, the image score, the
+threshold, resizing the map back. A deployment re-implements nothing, and every map and image
+score a run can use is exported.
 
 Every format takes `[N, H, W, 3] uint8` RGB images of any size (TFLite: one image per call), resizes
 them inside exactly as the reader does (`cae_keras.resizing`: area averaging when shrinking,
@@ -30,47 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cae_keras import data, scoring
+from cae_keras import data
 from cae_keras.errors import ConfigError
 from cae_keras.files import write_atomic, write_text_atomic
 from cae_keras.quiet import native_noise_silenced
 from cae_keras.runs import Run, as_run
 
 FORMATS = ("savedmodel", "tflite", "tflite-int8", "onnx")
-
-
-def _detector_module(model, output: str, image_size: int, method: scoring.ScoringMethod, threshold: float):
-    """A `tf.Module` whose `detect(images)` runs the whole path from uint8 images to decisions.
-
-    Images `[N, H, W, 3] uint8` of any size go in (one size per call); they are resized to the
-    model's size as the reader resizes (`cae_keras.resizing`), scored with the run's method (its
-    error map, blur and image score: `cae_keras.graph_scoring`), and the anomaly map comes back
-    resized to `[N, H, W]`. The score is computed at the model's size, as in `evaluate`.
-    """
-    import tensorflow as tf
-
-    from cae_keras import resizing
-    from cae_keras.graph_scoring import GraphScoring
-
-    class Detector(tf.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-            self.scoring = GraphScoring(image_size, method)
-            self.threshold = tf.constant(threshold, tf.float32)
-
-        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
-        def detect(self, images):
-            height, width = tf.shape(images)[1], tf.shape(images)[2]
-            x = resizing.resize(tf.cast(images, tf.float32) / 255.0, image_size, image_size, 0.0, 1.0)
-            y = tf.cast(self.model(x, training=False), tf.float32)
-            raw = self.scoring.error_map(x, y) if output == "reconstruction" else y
-            maps = self.scoring.anomaly_map(raw)
-            scores = self.scoring.image_score(maps)
-            return {"anomaly_map": resizing.resize(maps, height, width), "score": scores,
-                    "defective": scores > self.threshold}
-
-    return Detector()
 
 
 def export_run(run: Run | Path, fmt: str, out: Path) -> Path:
@@ -90,8 +56,7 @@ def export_run(run: Run | Path, fmt: str, out: Path) -> Path:
         raise ConfigError(f"{paths.root}: {config.model} has no trained network to quantize; int8 would quantize "
                           "its own statistics or distances (tried on patch_nn: half the check decisions flipped). "
                           "Use --format tflite")
-    module = _detector_module(run.model, run.spec.output, config.image_size,
-                              scoring.ScoringMethod.of(config, run.calibration), threshold)
+    module = run.detector
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     signatures = {"serving_default": module.detect}
@@ -123,7 +88,7 @@ def export_run(run: Run | Path, fmt: str, out: Path) -> Path:
     meta_path = Path(str(out) + ".json")
     write_text_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
     if fmt == "tflite-int8":  # the figures travel with the model
-        meta["int8_check"] = check_int8(out, run, module)
+        meta["int8_check"] = check_int8(out, run)
         write_text_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
     return out
 
@@ -203,12 +168,11 @@ class Int8DecisionsDiffer(UserWarning):
     """The int8 model decides some check images differently from the float model."""
 
 
-def check_int8(path: Path, run: Run | Path, module=None) -> dict:
+def check_int8(path: Path, run: Run | Path) -> dict:
     """Compares an int8 export's decisions with the float model's on the run's validation normals
     and the same with synthetic anomalies; warns (`Int8DecisionsDiffer`) if any decision differs.
 
     Args:
-        module: the run's float detector (`_detector_module`) if already built, as `export_run` has it.
 
     Returns:
         images, anomalous (how many carry a synthetic anomaly), decisions_flipped,
@@ -221,16 +185,13 @@ def check_int8(path: Path, run: Run | Path, module=None) -> dict:
     run = as_run(run)
     config = run.config
     images = _with_anomalies_uint8(run.validation_images, config.seed)  # decoded once per Run
-    if module is None:
-        module = _detector_module(run.model, run.spec.output, config.image_size,
-                                  scoring.ScoringMethod.of(config, run.calibration), run.threshold)
-    reference = {k: v.numpy() for k, v in module.detect(tf.constant(images)).items()}
+    reference = {k: v.numpy() for k, v in run.detector.detect(tf.constant(images)).items()}
     quantized = ExportedDetector(path)(images)
     flipped = int((reference["defective"] != quantized["defective"]).sum())
     figures = {"images": len(images), "anomalous": len(images) // 2 if len(images) > 1 else 0,
                "decisions_flipped": flipped,
                "max_score_difference": float(np.abs(reference["score"] - quantized["score"]).max()),
-               "threshold": float(module.threshold.numpy())}
+               "threshold": run.threshold}
     if flipped:
         warnings.warn(
             f"{path}: the int8 model decides {flipped} of {figures['images']} check images (validation normals "

@@ -1,7 +1,5 @@
-"""The package's one implementation of error maps and their blur, as TensorFlow ops: run eagerly by
-`cae_keras.scoring` (evaluate, calibration, predict, compare) and traced into exported graphs
-(SavedModel, TFLite and ONNX alike), which also take their image score from here (`evaluate`
-takes it from the map with `scoring.image_scores`, a one-line NumPy max or top-k mean).
+"""The package's one implementation of error maps, their blur and the image score, as TensorFlow
+ops: the steps of `cae_keras.detector`, which every command runs and every export saves.
 
 The maps are those of `cae_keras.maps` (l1, l2, ssim, msgms and combinations), which stays as the
 readable NumPy/OpenCV reference for notebooks and tests. Every OpenCV filter they apply (Gaussian
@@ -180,21 +178,6 @@ def blur(maps: np.ndarray, sigma: float) -> np.ndarray:
     rows = _constant(gaussian_matrix(maps.shape[1], sigma))
     cols = _constant(gaussian_matrix(maps.shape[2], sigma))
     return tf.einsum("ih,nhw,jw->nij", rows, tf.constant(maps), cols).numpy()
-
-
-def anomaly_maps(images: np.ndarray, predictions: np.ndarray, output: str, method,
-                 batch_size: int = 32) -> np.ndarray:
-    """The blurred anomaly maps `[N, S, S] float32` of a model's outputs (reconstructions
-    `[N, S, S, 3]` or its own maps `[N, S, S]`) for `[N, S, S, 3]` images, batch by batch."""
-    import tensorflow as tf
-
-    graph = GraphScoring(images.shape[1], method)
-    out = []
-    for start in range(0, len(images), batch_size):
-        y = tf.constant(np.asarray(predictions[start:start + batch_size], np.float32))
-        raw = graph.error_map(tf.constant(images[start:start + batch_size]), y) if output == "reconstruction" else y
-        out.append(graph.anomaly_map(raw).numpy())
-    return np.concatenate(out) if out else np.zeros((0, *images.shape[1:3]), np.float32)
 
 
 def component_scales(images: np.ndarray, reconstructions: np.ndarray, anomaly_map: str,

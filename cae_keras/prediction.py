@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from cae_keras import data, plots, scoring
+from cae_keras import data, plots
 from cae_keras.errors import DataError
 from cae_keras.files import write_atomic, write_png, write_text_atomic
 from cae_keras.runs import Run, as_run
@@ -105,19 +105,28 @@ class Scorer:
 
 
 def run_scorer(run: Run | Path) -> Scorer:
-    """Scores with a run folder's Keras model: each image resized by the reader, the map resized
-    back to the image's size the same way (what an exported model does inside its graph)."""
+    """Scores with a run's detector (`cae_keras.detector`), the graph an export saves: images go in
+    as uint8 at their own size (16-bit images are rounded to 8 bit, as for an export), images of
+    one size together."""
+    import tensorflow as tf
+
     run = as_run(run)
-    config, spec, model, calibration = run.config, run.spec, run.model, run.calibration
-    method = scoring.ScoringMethod.of(config, calibration)
+    detector = run.detector
 
     def score(images: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
-        pixels = np.stack([data.resize(image, config.image_size) for image in images])
-        inference = scoring.infer(model, spec.output, pixels, method, config.batch_size)
-        maps = [data.resize_to(m, *image.shape[:2], upper=None) for m, image in zip(inference.maps, images)]
-        return maps, inference.scores
+        maps, scores = [None] * len(images), np.zeros(len(images), np.float32)
+        by_size: dict[tuple, list[int]] = {}
+        for i, image in enumerate(images):
+            by_size.setdefault(image.shape, []).append(i)
+        for indices in by_size.values():
+            pixels = np.stack([np.round(images[i] * 255).astype(np.uint8) for i in indices])
+            result = detector.detect(tf.constant(pixels))
+            for j, i in enumerate(indices):
+                maps[i] = result["anomaly_map"][j].numpy()
+                scores[i] = float(result["score"][j])
+        return maps, scores
 
-    return Scorer(config.image_size, float(calibration["threshold"]), score)
+    return Scorer(run.config.image_size, run.threshold, score)
 
 
 def exported_scorer(path: Path) -> Scorer:

@@ -163,6 +163,14 @@ class Run:
         return models.load_model(self.paths.model)
 
     @functools.cached_property
+    def detector(self):
+        """The run's `cae_keras.detector`: its network, scoring method and threshold, built once."""
+        from cae_keras import detector, scoring
+
+        return detector.build(self.model, self.spec.reconstructs, self.config.image_size,
+                              scoring.ScoringMethod.of(self.config, self.calibration), self.threshold)
+
+    @functools.cached_property
     def validation_images(self):
         """The validation normals at the run's image size, `[V, S, S, 3] float32 in [0, 1]`."""
         from cae_keras import data

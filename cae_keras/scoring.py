@@ -5,8 +5,10 @@
 - anomaly map: that error map (or a model's own map) after a Gaussian blur (the config's sigma);
 - image score: the maximum of the anomaly map, or the mean of its top-k pixels.
 
-Maps and blur are computed by `cae_keras.graph_scoring`, the code exported models run, so that
-`evaluate`, `predict --run` and an exported model cannot drift apart.
+Maps, blur and scores are computed by `cae_keras.detector`, the module exported models are, so
+that `evaluate`, `predict --run` and an exported model cannot drift apart; `image_scores` and
+`image_scores` here is the readable NumPy version the notebooks and patch_nn's selection use
+(a test holds the two together).
 """
 
 from __future__ import annotations
@@ -90,24 +92,23 @@ def predict_batches(model, images: np.ndarray, batch_size: int = 32) -> np.ndarr
 
 
 def score_outputs(images: np.ndarray, predictions: np.ndarray, output: str, method: ScoringMethod) -> Inference:
-    """Maps and scores from a model's outputs (reconstructions or maps) for those images.
+    """Maps and scores from a model's outputs (reconstructions or maps) for those images, by the
+    detector's own steps (`cae_keras.detector`)."""
+    from cae_keras import detector
 
-    The maps are computed by `cae_keras.graph_scoring`, the same code exported models run.
-    """
-    from cae_keras import graph_scoring
-
-    maps = graph_scoring.anomaly_maps(images, predictions, output, method)
-    return Inference(maps=maps, scores=image_scores(maps, method.image_score, method.top_k_fraction),
-                     reconstructions=predictions if output == "reconstruction" else None)
+    return detector.build(None, output == "reconstruction", images.shape[1], method).infer_outputs(images, predictions)
 
 
 def infer(model, output: str, images: np.ndarray, method: ScoringMethod | float, batch_size: int = 32) -> Inference:
-    """Runs a model over `[N, S, S, 3] float32 in [0, 1]` images and scores them.
+    """Runs a model over `[N, S, S, 3] float32 in [0, 1]` images and scores them, by the detector
+    every command runs (`cae_keras.detector`).
 
     Args:
         output: the model's `ModelSpec.output`: "reconstruction" or "anomaly_map".
         method: how to score; a number is a blur sigma with the default L1 map and maximum.
     """
+    from cae_keras import detector
+
     if not isinstance(method, ScoringMethod):
         method = ScoringMethod(blur_sigma=float(method))
-    return score_outputs(images, predict_batches(model, images, batch_size), output, method)
+    return detector.build(model, output == "reconstruction", images.shape[1], method).infer(images, batch_size)
