@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from cae_keras import anomalies, models, preprocessing
+from cae_keras import models
 from cae_keras.synth import SynthConfig, make_sample
 
 
@@ -104,10 +104,7 @@ def run_benchmark(model_name: str = "seed_cae", image_size: int = 256, n_images:
     if not spec.fitted_in_one_pass:
         trainable = spec.training_model(model)
         trainable.compile(optimizer=keras.optimizers.Adam(2e-4), loss=spec.loss_function(), jit_compile=jit)
-        if spec.synthetic_anomalies:
-            pipeline = anomalies.make_anomaly_dataset(images, batch_size, training=True, seed=0)
-        else:
-            pipeline = preprocessing.make_dataset(images, batch_size, training=True, seed=0)
+        pipeline = spec.make_dataset(images, batch_size, training=True, seed=0)
         # the same batches, made once and replayed from memory: no augmentation, no synthesis
         in_memory = tf.data.Dataset.from_tensor_slices(list(pipeline.unbatch().batch(n_images).take(1))[0])
         in_memory = in_memory.batch(batch_size).cache()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cae_keras import anomalies, calibration, data, distribution, models, preprocessing, stopping
+from cae_keras import calibration, data, distribution, models, preprocessing, stopping
 from cae_keras.config import TrainConfig, load_config, save_config
 from cae_keras.errors import CaeKerasError, ConfigError
 from cae_keras.files import write_atomic, write_text_atomic
@@ -176,7 +176,7 @@ def _fit(config: TrainConfig, paths: RunPaths, train_images: np.ndarray, val_ima
             trainable.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=spec.loss_function(),
                               jit_compile={"auto": "auto", "on": True, "off": False}[config.jit_compile])
     augment = config.augment
-    make = anomalies.make_anomaly_dataset if spec.synthetic_anomalies else preprocessing.make_dataset
+    make = spec.make_dataset
     train_data = make(
         train_images, config.batch_size, training=True, seed=config.seed,
         rotation_degrees=config.rotation_degrees if augment else 0.0,

@@ -71,3 +71,15 @@ def test_vae_adds_its_kl_term_and_unet_skips_only_low_resolutions():
     unet = models.build_model("unet_ae", 32)
     skip_sizes = sorted(layer.output.shape[1] for layer in unet.layers if layer.name.startswith("skip"))
     assert skip_sizes == [8, 16], "no full-resolution skip: the input must not be copied through"
+
+
+def test_a_spec_is_trained_one_way_and_behaviour_comes_from_its_module():
+    from cae_keras.models.spec import ModelSpec
+
+    for loss, fit in ((None, None), (lambda: "mse", lambda *a: None)):
+        with pytest.raises(ValueError, match="exactly one of loss"):
+            ModelSpec("x", "", lambda size: None, reconstructs=True, stride=1, loss=loss, fit=fit)
+    draem = models.get_spec("draem")
+    assert not draem.reconstructs and draem.dataset is not None and draem.training_model is not draem.inference_model
+    assert models.get_spec("patch_nn").fitted_in_one_pass and not models.get_spec("seed_cae").fitted_in_one_pass
+    assert {spec.output for spec in models.REGISTRY.values()} == {"reconstruction", "anomaly_map"}

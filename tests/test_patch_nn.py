@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from cae_keras import anomalies, models, patch_nn
+from cae_keras import anomalies, models
+from cae_keras.models import patch_nn
 from cae_keras.config import TrainConfig
 from cae_keras.errors import ConfigError
 from cae_keras.training import train

@@ -37,7 +37,8 @@ import math
 
 import numpy as np
 
-from cae_keras.models import pixel_statistics, pixel_statistics_map
+from cae_keras.models.pixel_stats import pixel_statistics, pixel_statistics_map
+from cae_keras.models.spec import ModelSpec
 
 GRID = 64
 """Feature cells per side, whatever the image size (4 px cells at 256 px)."""
@@ -452,3 +453,13 @@ def fit_patch_nn(train_images: np.ndarray, val_images: np.ndarray, image_size: i
               "candidates": candidates}
     return model, record
 
+
+def _fit(config, train_images, val_images, verbose=True):
+    """Fills the memory and chooses the search with a run's config (see `fit_patch_nn`)."""
+    return fit_patch_nn(train_images, val_images, config.image_size, config.blur_sigma, config.seed,
+                        verbose=bool(verbose))
+
+
+SPEC = ModelSpec("patch_nn", "each patch against its nearest training-normal patch (SPADE/PatchCore-style, "
+                 "hand-made multi-scale features, no training)",
+                 build_patch_nn, reconstructs=False, stride=1, fit=_fit, register=_layer_class)
