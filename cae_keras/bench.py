@@ -18,8 +18,11 @@ import time
 import numpy as np
 
 from cae_keras import models
+from cae_keras.config import RecipeConfig, RuntimeConfig
 from cae_keras.synth import SynthConfig, make_sample
 
+
+_RECIPE = RecipeConfig()  # the defaults of `cae-keras train`: size, batch, learning rate
 
 def forward_flops(model) -> int:
     """Multiply-adds x 2 of one image's forward pass: convolutions, transposed convolutions, dense layers."""
@@ -79,9 +82,9 @@ def _median_epoch_seconds(model, dataset, epochs: int) -> float:
     return float(np.median(times[1:]))  # the first epoch traces the graph
 
 
-def run_benchmark(model_name: str = "seed_cae", image_size: int = 256, n_images: int = 128,
-                  batch_size: int = 32, epochs: int = 3, latency_runs: int = 50, precision: str = "float32",
-                  jit_compile: str = "off") -> dict:
+def run_benchmark(model_name: str = "seed_cae", image_size: int = _RECIPE.image_size, n_images: int = 128,
+                  batch_size: int = _RECIPE.batch_size, epochs: int = 3, latency_runs: int = 50,
+                  precision: str = RuntimeConfig().precision, jit_compile: str = "off") -> dict:
     """Measures one model. Uses synthetic bottles, so it needs no dataset on disk.
 
     Args:
@@ -103,7 +106,7 @@ def run_benchmark(model_name: str = "seed_cae", image_size: int = 256, n_images:
 
     if not spec.fitted_in_one_pass:
         trainable = spec.training_model(model)
-        trainable.compile(optimizer=keras.optimizers.Adam(2e-4), loss=spec.loss_function(), jit_compile=jit)
+        trainable.compile(optimizer=keras.optimizers.Adam(_RECIPE.learning_rate), loss=spec.loss_function(), jit_compile=jit)
         pipeline = spec.make_dataset(images, batch_size, training=True, seed=0)
         # the same batches, made once and replayed from memory: no augmentation, no synthesis
         in_memory = tf.data.Dataset.from_tensor_slices(list(pipeline.unbatch().batch(n_images).take(1))[0])
@@ -159,7 +162,7 @@ def exported_latency(run_dir, formats=("savedmodel", "tflite", "tflite-int8", "o
     run = Run(run_dir)
     config, model = run.config, run.model
     category = data.category_of(config)
-    pixels = np.round(data.load_images(category.train[:images], config.image_size) * 255).astype(np.uint8)
+    pixels = np.round(data.load_images(category.train[:images], config.recipe.image_size) * 255).astype(np.uint8)
     reference = {k: v.numpy() for k, v in run.detector.detect(tf.constant(pixels)).items()}
     keras_latency = []
     for i in range(repeats):

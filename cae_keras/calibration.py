@@ -23,20 +23,20 @@ def calibrate(model, spec, config, val_images: np.ndarray, predictions: np.ndarr
         validation scores, and for reconstruction models each map component's validation mean.
     """
     if predictions is None:
-        predictions = scoring.predict_batches(model, val_images, config.batch_size)
+        predictions = scoring.predict_batches(model, val_images, config.recipe.batch_size)
     map_scales = None
     if spec.reconstructs:
-        map_scales = graph_scoring.component_scales(val_images, predictions, config.anomaly_map)
+        map_scales = graph_scoring.component_scales(val_images, predictions, config.scoring.anomaly_map)
     method = scoring.ScoringMethod.of(config, {"map_scales": map_scales})
-    result = detector.build(None, spec.reconstructs, config.image_size, method).infer_outputs(
-        val_images, predictions, config.batch_size)
+    result = detector.build(None, spec.reconstructs, config.recipe.image_size, method).infer_outputs(
+        val_images, predictions, config.recipe.batch_size)
     n = len(result.scores)
     return {
-        "threshold": thresholds.quantile_threshold(result.scores, config.threshold_quantile),
-        "rule": f"quantile {config.threshold_quantile} of {n} validation-normal image scores",
-        "expected_false_alarm_rate": thresholds.expected_false_alarm_rate(n, config.threshold_quantile),
-        "anomaly_map": config.anomaly_map if spec.reconstructs else "the model's own map",
-        "image_score": config.image_score,
+        "threshold": thresholds.quantile_threshold(result.scores, config.scoring.threshold_quantile),
+        "rule": f"quantile {config.scoring.threshold_quantile} of {n} validation-normal image scores",
+        "expected_false_alarm_rate": thresholds.expected_false_alarm_rate(n, config.scoring.threshold_quantile),
+        "anomaly_map": config.scoring.anomaly_map if spec.reconstructs else "the model's own map",
+        "image_score": config.scoring.image_score,
         "map_scales": map_scales,
         "validation_scores": [float(s) for s in result.scores],
     }
@@ -68,6 +68,6 @@ def warn_if_few(n_validation: int, quantile: float, from_folder: bool = False) -
 
 def check_scoring(spec, config) -> None:
     """Refuses map choices for models that output their own anomaly map."""
-    if not spec.reconstructs and config.anomaly_map != "l1":
+    if not spec.reconstructs and config.scoring.anomaly_map != "l1":
         raise ConfigError(f"model '{spec.name}' outputs its own anomaly map; --anomaly-map "
-                          f"{config.anomaly_map!r} applies to reconstruction models only")
+                          f"{config.scoring.anomaly_map!r} applies to reconstruction models only")

@@ -18,6 +18,12 @@ from cae_keras.errors import CaeKerasError
 
 DEFAULT_DEMO_EPOCHS = 40
 
+TRAIN_FLAGS = {"recipe": ("epochs", "image_size", "batch_size", "learning_rate", "seed"),
+               "dataset": ("val_fraction", "layout"), "augmentation": ("augment",),
+               "scoring": ("anomaly_map", "image_score"), "runtime": ("precision", "jit_compile")}
+"""The config fields `train` takes as flags (besides --data, --category and --model), by group."""
+COMPARE_FLAGS = {"recipe": ("epochs", "image_size", "batch_size", "seed"), "runtime": ("precision",)}
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -41,11 +47,14 @@ def _fraction(text: str) -> float:
 
 def _parser() -> argparse.ArgumentParser:
     from cae_keras import __version__
-    from cae_keras.config import DEFAULT_MODEL, JIT_CHOICES, PRECISIONS
+    from cae_keras.config import (DEFAULT_MODEL, JIT_CHOICES, AugmentationConfig, DataConfig,
+                                  RecipeConfig, RuntimeConfig, ScoringConfig, add_arguments)
     from cae_keras.distribution import STRATEGIES
     from cae_keras.export import FORMATS
-    from cae_keras.layouts import LAYOUTS
     from cae_keras.models import REGISTRY
+    from cae_keras.synth import SynthConfig
+
+    kinds = {"positive": _positive_int, "fraction": _fraction}
 
     parser = argparse.ArgumentParser(prog="cae-keras", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"cae_keras {__version__}")
@@ -61,11 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     synth = commands.add_parser("synth", parents=[verbose], help="write the built-in synthetic dataset in the MVTec AD layout")
     synth.add_argument("--out", required=True, type=Path, help="dataset root to write into")
     synth.add_argument("--category", default="bottle")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--image-size", type=_positive_int, default=256)
-    synth.add_argument("--n-train", type=_positive_int, default=209)
-    synth.add_argument("--n-test-good", type=_positive_int, default=20)
-    synth.add_argument("--n-per-defect", type=_positive_int, default=21)
+    synth_defaults = SynthConfig()
+    synth.add_argument("--seed", type=int, default=synth_defaults.seed)
+    synth.add_argument("--image-size", type=_positive_int, default=synth_defaults.image_size)
+    synth.add_argument("--n-train", type=_positive_int, default=synth_defaults.n_train)
+    synth.add_argument("--n-test-good", type=_positive_int, default=synth_defaults.n_test_good)
+    synth.add_argument("--n-per-defect", type=_positive_int, default=synth_defaults.n_per_defect)
 
     commands.add_parser("models", parents=[verbose], help="list the registered model names")
 
@@ -74,22 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--category", help="category folder under --data (or use --all-categories)")
     train.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(REGISTRY), help=f"default: {DEFAULT_MODEL}")
     train.add_argument("--run", required=True, type=Path, help="run folder")
-    train.add_argument("--epochs", type=_positive_int,
-                       help="default: the model's recipe (200; draem 40); patch_nn and pixel_stats are fitted in one pass, epochs do not apply")
-    train.add_argument("--image-size", type=_positive_int, default=256)
-    train.add_argument("--batch-size", type=_positive_int, default=32)
-    train.add_argument("--learning-rate", type=float, default=2e-4)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--val-fraction", type=_fraction, default=0.1,
-                       help="share of the training normals held out as validation normals, which choose the "
-                            "threshold (default 0.1; not used where the layout has a validation folder)")
-    train.add_argument("--layout", default="auto", choices=("auto",) + LAYOUTS,
-                       help="dataset layout (default: detected); see the README")
-    train.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    _scoring_arguments(train, default=True)
-    train.add_argument("--precision", default="float32", choices=PRECISIONS,
-                       help="mixed_bfloat16 on CPUs with bf16 support, mixed_float16 on GPUs")
-    train.add_argument("--jit", default="auto", choices=JIT_CHOICES, help="XLA compilation of the training step")
+    # Every config flag, its default and its check come from `cae_keras.config`.
+    add_arguments(train, RecipeConfig, TRAIN_FLAGS["recipe"], kinds)
+    add_arguments(train, DataConfig, TRAIN_FLAGS["dataset"], kinds)
+    add_arguments(train, AugmentationConfig, TRAIN_FLAGS["augmentation"], kinds)
+    add_arguments(train, ScoringConfig, TRAIN_FLAGS["scoring"], kinds)
+    add_arguments(train, RuntimeConfig, TRAIN_FLAGS["runtime"], kinds)
     train.add_argument("--strategy", default="none", choices=STRATEGIES,
                        help="tf.distribute: mirrored over this machine's GPUs (or CPU devices), or multi-worker")
     train.add_argument("--cpu-devices", type=_positive_int, help="split the CPU into N logical devices (for mirrored)")
@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--run", required=True, type=Path)
     evaluate.add_argument("--data", type=Path, help="another dataset root (default: the one trained on)")
     evaluate.add_argument("--category", help="another category (default: the one trained on)")
-    _scoring_arguments(evaluate, default=False)
+    add_arguments(evaluate, ScoringConfig, TRAIN_FLAGS["scoring"], kinds, keep_run=True)
     evaluate.add_argument("--allow-empty-masks", action="store_true",
                           help="keep defective test images whose mask has no defect pixel instead of stopping: "
                                "defective for image figures, their pixels normal for pixel figures (listed in "
@@ -136,10 +136,11 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", parents=[verbose], help="measure training and inference speed and memory of a model")
     bench.add_argument("--model", default="seed_cae", choices=sorted(REGISTRY))
-    bench.add_argument("--image-size", type=_positive_int, default=256)
+    add_arguments(bench, RecipeConfig, ("image_size",), kinds)
     bench.add_argument("--images", type=_positive_int, default=128, help="synthetic images per epoch")
-    bench.add_argument("--precision", default="float32", choices=PRECISIONS)
-    bench.add_argument("--jit", default="off", choices=JIT_CHOICES)
+    add_arguments(bench, RuntimeConfig, ("precision",), kinds)
+    bench.add_argument("--jit", dest="jit_compile", default="off", choices=JIT_CHOICES,
+                       help="XLA compilation of the training step (default off here: timings without compilation)")
     bench.add_argument("--run", type=Path, help="also export this run in every format and time each")
     bench.add_argument("--out", type=Path, help="write the figures as JSON here")
 
@@ -148,43 +149,23 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--category", required=True)
     compare.add_argument("--models", required=True, help="comma-separated model names")
     compare.add_argument("--out", required=True, type=Path)
-    compare.add_argument("--epochs", type=_positive_int, help="default: each model's own recipe")
-    compare.add_argument("--image-size", type=_positive_int, default=256)
-    compare.add_argument("--batch-size", type=_positive_int, default=32)
-    compare.add_argument("--seed", type=int, default=0)
-    compare.add_argument("--precision", default="float32", choices=PRECISIONS)
+    add_arguments(compare, RecipeConfig, COMPARE_FLAGS["recipe"], kinds)
+    add_arguments(compare, RuntimeConfig, COMPARE_FLAGS["runtime"], kinds)
     compare.add_argument("--allow-empty-masks", action="store_true", help="as for evaluate")
 
     demo = commands.add_parser("demo", parents=[verbose], help="synthetic data; the default model, pixel_stats and seed_cae compared")
     demo.add_argument("--data", type=Path, default=Path("data/synthetic"))
     demo.add_argument("--runs", type=Path, default=Path("runs/demo"))
     demo.add_argument("--epochs", type=_positive_int, default=DEFAULT_DEMO_EPOCHS, help="seed_cae's epochs")
-    demo.add_argument("--image-size", type=_positive_int, default=256)
+    add_arguments(demo, RecipeConfig, ("image_size",), kinds)
     return parser
-
-
-def _scoring_arguments(parser: argparse.ArgumentParser, default: bool) -> None:
-    """--anomaly-map and --image-score; on evaluate they override the run's (None: keep them)."""
-    from cae_keras.maps import COMPONENTS
-    from cae_keras.scoring import IMAGE_SCORES
-
-    keep = "" if default else " (default: the run's own; another choice recalibrates on validation normals)"
-    parser.add_argument("--anomaly-map", default="l1" if default else None,
-                        help=f"reconstruction error map: {', '.join(COMPONENTS)}, or several joined by '+'" + keep)
-    parser.add_argument("--image-score", default="max" if default else None, choices=IMAGE_SCORES,
-                        help="image score from the blurred map: its maximum or the mean of its top 0.1%%" + keep)
 
 
 def _train_config(args: argparse.Namespace):
     from cae_keras.config import TrainConfig
 
-    return TrainConfig(
-        data=str(args.data), category=args.category, model=args.model, image_size=args.image_size,
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
-        val_fraction=args.val_fraction, layout=args.layout,
-        augment=not args.no_augment, precision=args.precision, jit_compile=args.jit,
-        anomaly_map=args.anomaly_map, image_score=args.image_score,
-    )
+    flags = {name: getattr(args, name) for names in TRAIN_FLAGS.values() for name in names}
+    return TrainConfig(data=str(args.data), category=args.category, model=args.model, **flags)
 
 
 def _synth(args) -> None:
@@ -248,7 +229,7 @@ def _evaluate(args) -> dict:
         from cae_keras.files import write_text_atomic
 
         table = rules_table(compare_rules(evaluation, *validation_maps(run), args.min_defect_area,
-                                          run.config.threshold_quantile))
+                                          run.config.scoring.threshold_quantile))
         write_text_atomic(paths.root / "decision_rules.md", table + "\n")
         print(table)
     m = evaluation.metrics
@@ -315,7 +296,7 @@ def _bench(args) -> None:
     from cae_keras.files import write_text_atomic
 
     result = run_benchmark(args.model, args.image_size, n_images=args.images, precision=args.precision,
-                           jit_compile=args.jit)
+                           jit_compile=args.jit_compile)
     if args.run:
         result["exported"] = exported_latency(args.run)
     text = json.dumps(result, indent=2)

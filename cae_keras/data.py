@@ -143,7 +143,7 @@ def read_category(root: Path, category: str, layout: str | None = None, with_tes
 
 def category_of(config, with_test: bool = False) -> Category:
     """The category a run's config names (`data`, `category`, `layout`); its test split only if asked."""
-    return read_category(Path(config.data), config.category, layout=config.layout, with_test=with_test)
+    return read_category(Path(config.dataset.data), config.dataset.category, layout=config.dataset.layout, with_test=with_test)
 
 
 def validation_split(category: Category, fraction: float, seed: int) -> tuple[list[Path], list[Path], str]:

@@ -19,7 +19,7 @@ from cae_keras.runs import Run, as_run
 def validation_maps(run: Run | Path) -> tuple[np.ndarray, np.ndarray]:
     """The run's validation normals, scored again: (maps `[V, S, S]`, scores `[V]`)."""
     run = as_run(run)
-    inference = run.detector.infer_outputs(run.validation_images, run.validation_outputs, run.config.batch_size)
+    inference = run.detector.infer_outputs(run.validation_images, run.validation_outputs, run.config.recipe.batch_size)
     return inference.maps, inference.scores
 
 

@@ -108,29 +108,29 @@ def evaluate_run(run: Run | Path, data_root: Path | None = None, category: str |
     run = as_run(run)
     config, spec, model, calibration, scorer = run.config, run.spec, run.model, run.calibration, run.detector
     if scoring_overrides:
-        config = dataclasses.replace(config, **scoring_overrides)  # validated again
+        config = config.replace(**scoring_overrides)  # validated again
         check_scoring(spec, config)
         calibration = calibrate(model, spec, config, run.validation_images, run.validation_outputs)
-        scorer = detector.build(model, spec.reconstructs, config.image_size,
+        scorer = detector.build(model, spec.reconstructs, config.recipe.image_size,
                                 scoring.ScoringMethod.of(config, calibration), calibration["threshold"])
     threshold = float(calibration["threshold"])
     if data_root is None and category is None:
         chosen = data.category_of(config, with_test=True)
     else:  # another root's layout is detected; the run's own layout applies to its own root
-        chosen = data.read_category(Path(data_root or config.data), category or config.category,
-                                    layout=config.layout if data_root is None else None)
-    test = data.load_test_set(chosen, config.image_size, progress=progress, allow_empty_masks=allow_empty_masks)
+        chosen = data.read_category(Path(data_root or config.dataset.data), category or config.dataset.category,
+                                    layout=config.dataset.layout if data_root is None else None)
+    test = data.load_test_set(chosen, config.recipe.image_size, progress=progress, allow_empty_masks=allow_empty_masks)
     # The images are at the model's size already (the reader's resize, which the detector's own
     # resize equals within 1e-5): the detector runs from its network on.
-    inference = scorer.infer(test.images, config.batch_size)
+    inference = scorer.infer(test.images, config.recipe.batch_size)
     history = read_history(run.paths.history)
     figures = summarize(test, inference, threshold)
     figures.update(
-        model=config.model, category=chosen.name, image_size=config.image_size,
+        model=config.recipe.model, category=chosen.name, image_size=config.recipe.image_size,
         epochs=history[-1]["epoch"] if history else 0, train_seconds=train_seconds(history),
         threshold=threshold, threshold_rule=calibration["rule"], parameters=int(model.count_params()),
-        anomaly_map=config.anomaly_map if spec.reconstructs else None,
-        image_score=config.image_score,
+        anomaly_map=config.scoring.anomaly_map if spec.reconstructs else None,
+        image_score=config.scoring.image_score,
         n_test_good=int((test.labels == 0).sum()), n_test_defective=int(test.labels.sum()),
         empty_masks=[str(path) for path in test.empty_masks], layout=chosen.layout,
         masks_lost_at_size=[str(path) for path in test.lost_at_size],
@@ -154,29 +154,29 @@ def compare_scoring(run: Run | Path, anomaly_maps=("l1", "l2", "ssim", "msgms", 
     run = as_run(run)
     config, spec = run.config, run.spec
     if not spec.reconstructs:
-        raise ConfigError(f"{config.model} produces its own anomaly map; map choices apply to reconstruction "
+        raise ConfigError(f"{config.recipe.model} produces its own anomaly map; map choices apply to reconstruction "
                           "models")
     model = run.model
     val_images, val_recon = run.validation_images, run.validation_outputs
     if evaluation is not None and evaluation.inference.reconstructions is not None:
         test, test_recon = evaluation.test, evaluation.inference.reconstructions
     else:
-        test = data.load_test_set(data.category_of(config, with_test=True), config.image_size, progress=progress)
-        test_recon = scoring.predict_batches(model, test.images, config.batch_size)
+        test = data.load_test_set(data.category_of(config, with_test=True), config.recipe.image_size, progress=progress)
+        test_recon = scoring.predict_batches(model, test.images, config.recipe.batch_size)
     rows = []
     for anomaly_map in anomaly_maps:
         # Maps and pixel metrics depend on the map only: computed once, then each image score.
-        method = scoring.ScoringMethod(config.blur_sigma, anomaly_map, map_scales=graph_scoring.component_scales(
-            val_images, val_recon, anomaly_map))
-        by_map = detector.build(None, True, config.image_size, method)
-        val_maps = by_map.infer_outputs(val_images, val_recon, config.batch_size).maps
-        test_result = by_map.infer_outputs(test.images, test_recon, config.batch_size)
+        method = dataclasses.replace(scoring.ScoringMethod.of(config), anomaly_map=anomaly_map,
+                                     map_scales=graph_scoring.component_scales(val_images, val_recon, anomaly_map))
+        by_map = detector.build(None, True, config.recipe.image_size, method)
+        val_maps = by_map.infer_outputs(val_images, val_recon, config.recipe.batch_size).maps
+        test_result = by_map.infer_outputs(test.images, test_recon, config.recipe.batch_size)
         pixel_figures = None
         for image_score in image_scores:
-            by_score = detector.build(None, True, config.image_size, dataclasses.replace(
-                method, image_score=image_score, top_k_fraction=config.top_k_fraction))
+            by_score = detector.build(None, True, config.recipe.image_size, dataclasses.replace(
+                method, image_score=image_score))
             val_scores, test_scores = by_score.score_maps(val_maps), by_score.score_maps(test_result.maps)
-            threshold = thresholds.quantile_threshold(val_scores, config.threshold_quantile)
+            threshold = thresholds.quantile_threshold(val_scores, config.scoring.threshold_quantile)
             if pixel_figures is None:
                 pixel_figures = summarize(test, dataclasses.replace(test_result, scores=test_scores), threshold)
             figures = {**pixel_figures, "image_auroc": metrics.image_auroc(test.labels, test_scores),

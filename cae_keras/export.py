@@ -53,7 +53,7 @@ def export_run(run: Run | Path, fmt: str, out: Path) -> Path:
     run = as_run(run)
     paths, config, threshold = run.paths, run.config, run.threshold
     if fmt == "tflite-int8" and run.spec.fitted_in_one_pass:
-        raise ConfigError(f"{paths.root}: {config.model} has no trained network to quantize; int8 would quantize "
+        raise ConfigError(f"{paths.root}: {config.recipe.model} has no trained network to quantize; int8 would quantize "
                           "its own statistics or distances (tried on patch_nn: half the check decisions flipped). "
                           "Use --format tflite")
     module = run.detector
@@ -80,9 +80,9 @@ def export_run(run: Run | Path, fmt: str, out: Path) -> Path:
                 write_atomic(out, lambda tmp: tmp.write_bytes(content))
             else:
                 write_atomic(out, lambda tmp: _export_onnx(scratch, tmp))
-    meta = {"format": fmt, "model": config.model, "image_size": config.image_size, "threshold": threshold,
-            "blur_sigma": config.blur_sigma, "anomaly_map": config.anomaly_map if run.spec.reconstructs
-            else "the model's own map", "image_score": config.image_score,
+    meta = {"format": fmt, "model": config.recipe.model, "image_size": config.recipe.image_size, "threshold": threshold,
+            "blur_sigma": config.scoring.blur_sigma, "anomaly_map": config.scoring.anomaly_map if run.spec.reconstructs
+            else "the model's own map", "image_score": config.scoring.image_score,
             "input": "[N, H, W, 3] uint8 images, RGB, any size",
             "outputs": ["anomaly_map", "score", "defective"], "run": str(paths.root)}
     meta_path = Path(str(out) + ".json")
@@ -128,9 +128,9 @@ def _representative(config, limit: int = 32):
     """Calibration inputs for int8 quantization: training normals with and without synthetic
     anomalies (normals alone leave a defect's large errors outside the quantized ranges), at the
     model's size and, resized, larger, smaller and not square (the resize inside is calibrated too)."""
-    train, _, _ = data.validation_split(data.category_of(config), config.val_fraction, config.seed)
-    images = _with_anomalies_uint8(data.load_images(train[:limit], config.image_size), config.seed, limit)
-    size = config.image_size
+    train, _, _ = data.validation_split(data.category_of(config), config.dataset.val_fraction, config.recipe.seed)
+    images = _with_anomalies_uint8(data.load_images(train[:limit], config.recipe.image_size), config.recipe.seed, limit)
+    size = config.recipe.image_size
 
     def inputs():
         for i, image in enumerate(images):
@@ -184,7 +184,7 @@ def check_int8(path: Path, run: Run | Path) -> dict:
 
     run = as_run(run)
     config = run.config
-    images = _with_anomalies_uint8(run.validation_images, config.seed)  # decoded once per Run
+    images = _with_anomalies_uint8(run.validation_images, config.recipe.seed)  # decoded once per Run
     reference = {k: v.numpy() for k, v in run.detector.detect(tf.constant(images)).items()}
     quantized = ExportedDetector(path)(images)
     flipped = int((reference["defective"] != quantized["defective"]).sum())

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from cae_keras.bench import exported_latency, machine, run_benchmark
-from cae_keras.config import TrainConfig
+from cae_keras.config import RecipeConfig, TrainConfig
 from cae_keras.files import write_text_atomic
 from cae_keras.synth import SynthConfig, write_dataset
 from cae_keras.training import train
@@ -21,7 +21,7 @@ from cae_keras.training import train
 SETTINGS = (("float32", "off"), ("float32", "on"), ("mixed_float16", "on"))
 
 
-def gpu_check(image_size: int = 256, n_images: int = 256) -> dict:
+def gpu_check(image_size: int = RecipeConfig().image_size, n_images: int = 256) -> dict:
     result = {"machine": machine(), "benchmarks": []}
     for precision, jit in SETTINGS:
         result["benchmarks"].append(run_benchmark("seed_cae", image_size, n_images=n_images, precision=precision,

@@ -189,7 +189,7 @@ def component_scales(images: np.ndarray, reconstructions: np.ndarray, anomaly_ma
 
     scales = {}
     for component in error_maps.parse(anomaly_map):
-        graph = GraphScoring(images.shape[1], ScoringMethod(0.0, component))
+        graph = GraphScoring(images.shape[1], ScoringMethod(blur_sigma=0.0, anomaly_map=component))
         total = sum(float(tf.reduce_sum(graph.error_map(tf.constant(images[i:i + batch_size]),
                                                         tf.constant(reconstructions[i:i + batch_size]))))
                     for i in range(0, len(images), batch_size))

@@ -126,7 +126,7 @@ def run_scorer(run: Run | Path) -> Scorer:
                 scores[i] = float(result["score"][j])
         return maps, scores
 
-    return Scorer(run.config.image_size, run.threshold, score)
+    return Scorer(run.config.recipe.image_size, run.threshold, score)
 
 
 def exported_scorer(path: Path) -> Scorer:

@@ -144,7 +144,7 @@ class Run:
         """The model's `models.ModelSpec`."""
         from cae_keras import models
 
-        return models.get_spec(self.config.model)
+        return models.get_spec(self.config.recipe.model)
 
     @functools.cached_property
     def calibration(self) -> dict:
@@ -167,7 +167,7 @@ class Run:
         """The run's `cae_keras.detector`: its network, scoring method and threshold, built once."""
         from cae_keras import detector, scoring
 
-        return detector.build(self.model, self.spec.reconstructs, self.config.image_size,
+        return detector.build(self.model, self.spec.reconstructs, self.config.recipe.image_size,
                               scoring.ScoringMethod.of(self.config, self.calibration), self.threshold)
 
     @functools.cached_property
@@ -175,16 +175,16 @@ class Run:
         """The validation normals at the run's image size, `[V, S, S, 3] float32 in [0, 1]`."""
         from cae_keras import data
 
-        _, paths, _ = data.validation_split(data.category_of(self.config), self.config.val_fraction,
-                                            self.config.seed)
-        return data.load_images(paths, self.config.image_size)
+        _, paths, _ = data.validation_split(data.category_of(self.config), self.config.dataset.val_fraction,
+                                            self.config.recipe.seed)
+        return data.load_images(paths, self.config.recipe.image_size)
 
     @functools.cached_property
     def validation_outputs(self):
         """The model's outputs (reconstructions or maps) for `validation_images`."""
         from cae_keras import scoring
 
-        return scoring.predict_batches(self.model, self.validation_images, self.config.batch_size)
+        return scoring.predict_batches(self.model, self.validation_images, self.config.recipe.batch_size)
 
 
 def as_run(run: "Run | Path | str") -> Run:

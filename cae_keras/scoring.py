@@ -18,8 +18,12 @@ import dataclasses
 import numpy as np
 
 from cae_keras import maps as error_map_components
+from cae_keras.config import IMAGE_SCORES, ScoringConfig
+from cae_keras.errors import ConfigError
 
-IMAGE_SCORES = ("max", "top_k_mean")
+__all__ = ["IMAGE_SCORES", "ScoringMethod", "Inference", "error_maps", "blur_maps", "image_scores", "predict_batches",
+           "score_outputs", "infer"]
+
 
 
 def error_maps(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
@@ -49,21 +53,25 @@ def image_scores(maps: np.ndarray, method: str = "max", top_k_fraction: float = 
     return np.partition(flat, -k, axis=1)[:, -k:].mean(axis=1)
 
 
-@dataclasses.dataclass(frozen=True)
-class ScoringMethod:
-    """How model outputs become maps and scores: a run's config plus its calibration."""
+@dataclasses.dataclass
+class ScoringMethod(ScoringConfig):
+    """How model outputs become maps and scores: a run's `ScoringConfig` (map, blur, image score,
+    threshold quantile) plus what its calibration measured on the validation normals.
 
-    blur_sigma: float
-    anomaly_map: str = "l1"
-    image_score: str = "max"
-    top_k_fraction: float = 0.001
+    Raises:
+        ConfigError: no blur sigma (the config fills it in from the image size; here it must be given).
+    """
+
     map_scales: dict | None = None  # each component's validation mean, for combined maps
+
+    def __post_init__(self) -> None:
+        if self.blur_sigma is None:
+            raise ConfigError("a scoring method needs its blur sigma (0 for none)")
 
     @classmethod
     def of(cls, config, calibration: dict | None = None) -> "ScoringMethod":
         """The method a run was configured with (`TrainConfig`, `calibration.json` contents)."""
-        return cls(config.blur_sigma, config.anomaly_map, config.image_score, config.top_k_fraction,
-                   (calibration or {}).get("map_scales"))
+        return cls(**dataclasses.asdict(config.scoring), map_scales=(calibration or {}).get("map_scales"))
 
 
 @dataclasses.dataclass

@@ -82,14 +82,14 @@ def is_complete(paths: RunPaths, config: TrainConfig) -> bool:
     """The run holds a final model for all the requested epochs."""
     if not paths.model.is_file() or not paths.calibration.is_file():
         return False
-    if models.get_spec(config.model).fitted_in_one_pass:
+    if models.get_spec(config.recipe.model).fitted_in_one_pass:
         return True
     history = read_history(paths.history)
-    return bool(history) and history[-1]["epoch"] >= config.epochs
+    return bool(history) and history[-1]["epoch"] >= config.recipe.epochs
 
 
 def train(config: TrainConfig, run_dir: Path, verbose: int | str = "auto", strategy: str = "none") -> RunPaths:
-    """Trains `config.model` on the normals of `config.category` into `run_dir`; resumes if it can.
+    """Trains `config.recipe.model` on the normals of `config.dataset.category` into `run_dir`; resumes if it can.
 
     Args:
         verbose: Keras verbosity: 'auto' or 1 for a progress bar, 2 for one line per epoch, 0 silent.
@@ -105,14 +105,14 @@ def train(config: TrainConfig, run_dir: Path, verbose: int | str = "auto", strat
         TrainingError: the loss became NaN.
     """
     paths = RunPaths(Path(run_dir))
-    spec = models.get_spec(config.model)
+    spec = models.get_spec(config.recipe.model)
     calibration.check_scoring(spec, config)
-    models.check_image_size(config.model, config.image_size)
+    models.check_image_size(config.recipe.model, config.recipe.image_size)
     _check_resumable(paths, config)
     if is_complete(paths, config):
         if verbose:
-            done = "fitted" if models.get_spec(config.model).fitted_in_one_pass else \
-                f"trained for {config.epochs} epochs"
+            done = "fitted" if models.get_spec(config.recipe.model).fitted_in_one_pass else \
+                f"trained for {config.recipe.epochs} epochs"
             print(f"{paths.root}: already {done}; nothing to do")
         return paths
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -121,13 +121,13 @@ def train(config: TrainConfig, run_dir: Path, verbose: int | str = "auto", strat
     # Training reads only what it uses: the test split is not indexed (a test-mask problem is
     # evaluate's to report).
     category = data.category_of(config)
-    train_paths, val_paths, source = data.validation_split(category, config.val_fraction, config.seed)
+    train_paths, val_paths, source = data.validation_split(category, config.dataset.val_fraction, config.recipe.seed)
     if verbose:
         print(f"{category.layout} layout: {len(train_paths)} training normals; validation normals: {source}")
-    calibration.warn_if_few(len(val_paths), config.threshold_quantile, from_folder=bool(category.validation))
+    calibration.warn_if_few(len(val_paths), config.scoring.threshold_quantile, from_folder=bool(category.validation))
     train_images = preprocessing.to_uint8(
-        data.load_images(train_paths, config.image_size, "train images" if verbose else None))
-    val_images = data.load_images(val_paths, config.image_size, "validation images" if verbose else None)
+        data.load_images(train_paths, config.recipe.image_size, "train images" if verbose else None))
+    val_images = data.load_images(val_paths, config.recipe.image_size, "validation images" if verbose else None)
 
     if spec.fitted_in_one_pass:
         started = time.perf_counter()
@@ -151,18 +151,18 @@ def _fit(config: TrainConfig, paths: RunPaths, train_images: np.ndarray, val_ima
 
     history = read_history(paths.history)
     resume = paths.last_checkpoint()
-    keras.utils.set_random_seed(config.seed + (resume[0] if resume else 0))
+    keras.utils.set_random_seed(config.recipe.seed + (resume[0] if resume else 0))
     for leftover in paths.checkpoints.glob(".*.tmp*"):  # a write cut short by a kill
         leftover.unlink()
     scope = distribution.make_strategy(strategy)
     replicas = scope.num_replicas_in_sync
     if replicas > 1:
-        if config.batch_size % replicas:
-            raise ConfigError(f"batch size {config.batch_size} must be a multiple of the {replicas} replicas")
+        if config.recipe.batch_size % replicas:
+            raise ConfigError(f"batch size {config.recipe.batch_size} must be a multiple of the {replicas} replicas")
         # Every step must split evenly over the replicas: training drops a last smaller batch,
         # validation repeats its first images up to a multiple of the replica count.
         val_images = np.concatenate([val_images, val_images[: (-len(val_images)) % replicas]])
-    spec = models.get_spec(config.model)
+    spec = models.get_spec(config.recipe.model)
     with scope.scope():  # variables must be made inside the strategy's scope
         if resume:
             initial_epoch, checkpoint = resume
@@ -172,20 +172,20 @@ def _fit(config: TrainConfig, paths: RunPaths, train_images: np.ndarray, val_ima
                 print(f"resuming {paths.root} from epoch {initial_epoch} ({checkpoint.name})")
         else:
             initial_epoch, history = 0, []
-            trainable = spec.training_model(models.build_model(config.model, config.image_size, config.precision))
-            trainable.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=spec.loss_function(),
-                              jit_compile={"auto": "auto", "on": True, "off": False}[config.jit_compile])
-    augment = config.augment
+            trainable = spec.training_model(models.build_model(config.recipe.model, config.recipe.image_size, config.runtime.precision))
+            trainable.compile(optimizer=keras.optimizers.Adam(config.recipe.learning_rate), loss=spec.loss_function(),
+                              jit_compile={"auto": "auto", "on": True, "off": False}[config.runtime.jit_compile])
+    augment = config.augmentation.augment
     make = spec.make_dataset
     train_data = make(
-        train_images, config.batch_size, training=True, seed=config.seed,
-        rotation_degrees=config.rotation_degrees if augment else 0.0,
-        brightness_delta=config.brightness_delta if augment else 0.0,
-        horizontal_flip=config.horizontal_flip and augment, drop_remainder=replicas > 1)
-    val_data = make(val_images, config.batch_size, training=False, seed=config.seed)
-    if initial_epoch < config.epochs:
+        train_images, config.recipe.batch_size, training=True, seed=config.recipe.seed,
+        rotation_degrees=config.augmentation.rotation_degrees if augment else 0.0,
+        brightness_delta=config.augmentation.brightness_delta if augment else 0.0,
+        horizontal_flip=config.augmentation.horizontal_flip and augment, drop_remainder=replicas > 1)
+    val_data = make(val_images, config.recipe.batch_size, training=False, seed=config.recipe.seed)
+    if initial_epoch < config.recipe.epochs:
         with stopping.stop_at_boundaries():
-            trainable.fit(train_data, validation_data=val_data, epochs=config.epochs, initial_epoch=initial_epoch,
+            trainable.fit(train_data, validation_data=val_data, epochs=config.recipe.epochs, initial_epoch=initial_epoch,
                           callbacks=[_epoch_checkpoint_callback(paths, history)], verbose=verbose,
                           shuffle=False)  # the dataset shuffles itself
     return spec.inference_model(trainable)
@@ -193,7 +193,7 @@ def _fit(config: TrainConfig, paths: RunPaths, train_images: np.ndarray, val_ima
 
 def _without_optimizer(model, config: TrainConfig):
     """A copy of the model without optimizer state: the final `.keras` file a third of the size."""
-    clean = models.build_model(config.model, config.image_size, config.precision)
+    clean = models.build_model(config.recipe.model, config.recipe.image_size, config.runtime.precision)
     clean.set_weights(model.get_weights())
     return clean
 

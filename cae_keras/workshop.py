@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from cae_keras.calibration import FewValidationNormals
-from cae_keras.config import TrainConfig
+from cae_keras.config import RecipeConfig, TrainConfig, field_defaults
+from cae_keras.models import get_spec
 from cae_keras.quiet import quiet_tensorflow
 from cae_keras.runs import RunPaths
 from cae_keras.synth import SynthConfig
@@ -38,7 +39,9 @@ FAST_TRAINING = {"image_size": 64, "epochs": 60, "batch_size": 16}
 """60 epochs, not 3: three leave every autoencoder at a flat grey output, whose error map is the
 image itself, and every figure built on it teaches the wrong thing (issue 12's measurement: about
 11 s more per model at 64 px)."""
-FULL_TRAINING = {"image_size": 256, "epochs": 200, "batch_size": 32}
+FULL_TRAINING = {"image_size": RecipeConfig().image_size, "epochs": get_spec("seed_cae").default_epochs,
+                 "batch_size": RecipeConfig().batch_size}
+"""The seed's recipe: the config's defaults and the seed's CAE's own epochs (200)."""
 FULL_COMPARISON = {"image_size": 128, "epochs": 60, "batch_size": 32}
 """Every registered model with the same budget (847 s on 2 cores for the eight before patch_nn;
 each model's own recipe would take hours)."""
@@ -98,7 +101,8 @@ def load_or_train(config: TrainConfig, verbose: int | str = "auto") -> RunPaths:
     """Trains `config` into a cached run folder named by the config's hash, or reuses it."""
     from cae_keras.training import train
 
-    run = cache_dir() / "runs" / f"{config.model}_{_digest(config.to_dict(), _field_defaults(TrainConfig))}"
+    # Keyed by the fields by name (not by group), so that regrouping the config kept the cache.
+    run = cache_dir() / "runs" / f"{config.recipe.model}_{_digest(config.flat(), field_defaults())}"
     return train(config, run, verbose=verbose)
 
 

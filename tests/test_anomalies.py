@@ -41,7 +41,7 @@ def test_draem_trains_resumes_and_outputs_a_map(tiny_dataset, tmp_path):
     config = TrainConfig(data=str(tiny_dataset), category="bottle", model="draem", image_size=32, epochs=1,
                          batch_size=8)
     train(config, tmp_path / "run", verbose=0)
-    longer = TrainConfig(**{**config.to_dict(), "epochs": 2})
+    longer = config.replace(epochs=2)
     paths = train(longer, tmp_path / "run", verbose=0)
     assert [row["epoch"] for row in runs.read_history(paths.history)] == [1, 2]
     model = models.load_model(paths.model)

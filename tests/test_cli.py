@@ -158,3 +158,17 @@ def test_evaluate_loads_the_model_and_the_validation_normals_once(trained, monke
     assert main(["evaluate", "--run", str(runs["seed_cae"]), "--compare-scoring", "--min-defect-area", "4"]) == 0
     assert len(loads) == 1
     assert len(decoded) == 1  # the validation normals; test images are read by load_test_set
+
+
+def test_train_flags_take_their_defaults_from_the_config():
+    """No flag restates a default: `train` with none given builds the config's own defaults."""
+    from cae_keras.cli import _parser, _train_config
+    from cae_keras.config import TrainConfig
+
+    args = _parser().parse_args(["train", "--data", "d", "--category", "c", "--run", "r"])
+    assert _train_config(args) == TrainConfig(data="d", category="c")
+    args = _parser().parse_args(["train", "--data", "d", "--category", "c", "--run", "r", "--no-augment",
+                                 "--jit", "off", "--image-size", "64", "--anomaly-map", "ssim"])
+    changed = _train_config(args).differences(TrainConfig(data="d", category="c"))
+    assert sorted(line.split(":")[0] for line in changed) == ["anomaly_map", "augment", "blur_sigma", "image_size",
+                                                             "jit_compile"]

@@ -70,5 +70,5 @@ def test_all_categories(tmp_path):
     assert main(["train", "--data", str(tmp_path / "data"), "--all-categories", "--model", "pixel_stats",
                  "--run", str(tmp_path / "runs"), "--image-size", "32"]) == 0
     for name in ("bottle", "cap"):
-        assert json.loads((tmp_path / "runs" / name / "config.json").read_text())["category"] == name
+        assert json.loads((tmp_path / "runs" / name / "config.json").read_text())["dataset"]["category"] == name
     assert main(["train", "--data", str(tmp_path / "data"), "--model", "pixel_stats", "--run", str(tmp_path / "r")]) == 2

@@ -33,7 +33,7 @@ def uint8_images(tiny_dataset):
 def test_exported_maps_match_the_keras_model(run, uint8_images, tmp_path, fmt):
     config = runs.load_config(run.config)
     reference = scoring.infer(models.load_model(run.model), "reconstruction", uint8_images / np.float32(255),
-                              config.blur_sigma)
+                              config.scoring.blur_sigma)
     path = export.export_run(run.root, fmt, tmp_path / f"model.{fmt}")
     result = export.ExportedDetector(path)(uint8_images)
     difference = np.abs(result["anomaly_map"] - reference.maps).max()
@@ -105,7 +105,8 @@ def test_graph_scoring_matches_the_numpy_scoring():
         for anomaly_map in (*maps.COMPONENTS, "l1+ssim", "msgms+ssim"):
             scales = maps.component_scales(x, y, anomaly_map) if "+" in anomaly_map else None
             for image_score in scoring.IMAGE_SCORES:
-                method = scoring.ScoringMethod(size / 64, anomaly_map, image_score, 0.001, scales)
+                method = scoring.ScoringMethod(blur_sigma=size / 64, anomaly_map=anomaly_map, image_score=image_score,
+                                               map_scales=scales)
                 expected = scoring.score_outputs(x, y, "reconstruction", method)
                 graph = graph_scoring.GraphScoring(size, method)
                 got = graph.anomaly_map(graph.error_map(tf.constant(x), tf.constant(y)))

@@ -133,7 +133,7 @@ def test_patch_nn_exports_with_parity_and_without_copies_of_its_memory(tiny_data
     test = data.read_category(tiny_dataset, "bottle").test[:4]
     images = np.round(data.load_images([t.path for t in test], 48) * 255).astype(np.uint8)
     reference = scoring.infer(models.load_model(paths.model), "anomaly_map", images / np.float32(255),
-                              config.blur_sigma)
+                              config.scoring.blur_sigma)
     exported = export.export_run(paths.root, "tflite", tmp_path / "model.tflite")
     result = export.ExportedDetector(exported)(images)
     assert np.abs(result["anomaly_map"] - reference.maps).max() < 1e-3 * reference.maps.max()

@@ -63,7 +63,22 @@ def test_another_config_version_is_refused(tiny_dataset, tmp_path):
     config = json.loads((run / "config.json").read_text())
     config["config_version"] = 999
     (run / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ConfigError, match="config version 999.*reads version 1"):
+    with pytest.raises(ConfigError, match="config version 999.*reads versions 1 and 2"):
+        runs.open_run(run)
+
+
+def test_a_run_written_before_the_config_was_grouped_still_opens(tiny_dataset, tmp_path):
+    """Version 1 kept every field at the top level; it is read and regrouped, values unchanged."""
+    run = tmp_path / "run"
+    train(_config(tiny_dataset, model="pixel_stats"), run, verbose=0)
+    grouped = json.loads((run / "config.json").read_text())
+    flat = {name: value for group, fields in grouped.items() if group != "config_version"
+            for name, value in fields.items()}
+    (run / "config.json").write_text(json.dumps({**flat, "config_version": 1}))
+    reopened = runs.Run(run)
+    assert reopened.config.to_dict() == grouped and reopened.config.recipe.model == "pixel_stats"
+    (run / "config.json").write_text(json.dumps({**flat, "colour": "red", "config_version": 1}))
+    with pytest.raises(ConfigError, match="unknown config field 'colour'"):
         runs.open_run(run)
 
 
@@ -95,11 +110,11 @@ def test_bad_precision_is_refused(tiny_dataset):
 
 
 def test_each_model_has_its_own_default_recipe_length():
-    assert TrainConfig(data="d", category="c", model="seed_cae").epochs == 200
-    assert TrainConfig(data="d", category="c", model="draem").epochs == 40  # fits 15 min at 256 px on 2 cores
-    assert TrainConfig(data="d", category="c", model="draem", epochs=3).epochs == 3
+    assert TrainConfig(data="d", category="c", model="seed_cae").recipe.epochs == 200
+    assert TrainConfig(data="d", category="c", model="draem").recipe.epochs == 40  # fits 15 min at 256 px on 2 cores
+    assert TrainConfig(data="d", category="c", model="draem", epochs=3).recipe.epochs == 3
     for name in ("pixel_stats", "patch_nn"):  # fitted in one pass: a shared --epochs does not apply
-        assert TrainConfig(data="d", category="c", model=name, epochs=10).epochs == 1
+        assert TrainConfig(data="d", category="c", model=name, epochs=10).recipe.epochs == 1
     with pytest.raises(ConfigError, match="unknown model"):
         TrainConfig(data="d", category="c", model="nope")
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 import dataclasses
 
 from cae_keras import workshop
-from cae_keras.config import TrainConfig
+from cae_keras.config import TrainConfig, field_defaults
 
 
 def test_cache_key_ignores_fields_left_at_their_defaults():
-    defaults = workshop._field_defaults(TrainConfig)
+    defaults = field_defaults()
     config = TrainConfig(data="d", category="c", model="seed_cae", epochs=3)
-    without_new_fields = {k: v for k, v in config.to_dict().items() if k not in ("precision", "jit_compile")}
+    without_new_fields = {k: v for k, v in config.flat().items() if k not in ("precision", "jit_compile")}
     # a field added later with its default does not move cached runs
-    assert workshop._digest(config.to_dict(), defaults) == workshop._digest(without_new_fields, defaults)
-    assert workshop._digest(config.to_dict(), defaults) != workshop._digest(
-        TrainConfig(data="d", category="c", model="seed_cae", epochs=4).to_dict(), defaults)
+    assert workshop._digest(config.flat(), defaults) == workshop._digest(without_new_fields, defaults)
+    assert workshop._digest(config.flat(), defaults) != workshop._digest(
+        TrainConfig(data="d", category="c", model="seed_cae", epochs=4).flat(), defaults)
 
 
 def test_fast_mode_flag(monkeypatch):

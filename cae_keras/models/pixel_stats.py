@@ -90,8 +90,8 @@ def fit_pixel_stats(config, train_images, val_images, verbose=True):
     """Builds `pixel_stats` and sets its statistics from `[N, S, S, 3] uint8` training normals."""
     from cae_keras import preprocessing
 
-    model = build_pixel_stats(config.image_size)
-    fit_pixel_statistics(model, preprocessing.make_dataset(train_images, config.batch_size, training=False,
+    model = build_pixel_stats(config.recipe.image_size)
+    fit_pixel_statistics(model, preprocessing.make_dataset(train_images, config.recipe.batch_size, training=False,
                                                            targets=False))
     return model, None
 
