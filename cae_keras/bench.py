@@ -106,7 +106,8 @@ def run_benchmark(model_name: str = "seed_cae", image_size: int = _RECIPE.image_
 
     if not spec.fitted_in_one_pass:
         trainable = spec.training_model(model)
-        trainable.compile(optimizer=keras.optimizers.Adam(_RECIPE.learning_rate), loss=spec.loss_function(), jit_compile=jit)
+        trainable.compile(optimizer=keras.optimizers.Adam(_RECIPE.learning_rate), loss=spec.loss_function(),
+                          jit_compile=jit)
         pipeline = spec.make_dataset(images, batch_size, training=True, seed=0)
         # the same batches, made once and replayed from memory: no augmentation, no synthesis
         in_memory = tf.data.Dataset.from_tensor_slices(list(pipeline.unbatch().batch(n_images).take(1))[0])

@@ -143,7 +143,8 @@ def read_category(root: Path, category: str, layout: str | None = None, with_tes
 
 def category_of(config, with_test: bool = False) -> Category:
     """The category a run's config names (`data`, `category`, `layout`); its test split only if asked."""
-    return read_category(Path(config.dataset.data), config.dataset.category, layout=config.dataset.layout, with_test=with_test)
+    dataset = config.dataset
+    return read_category(Path(dataset.data), dataset.category, layout=dataset.layout, with_test=with_test)
 
 
 def validation_split(category: Category, fraction: float, seed: int) -> tuple[list[Path], list[Path], str]:

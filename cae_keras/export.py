@@ -53,9 +53,9 @@ def export_run(run: Run | Path, fmt: str, out: Path) -> Path:
     run = as_run(run)
     paths, config, threshold = run.paths, run.config, run.threshold
     if fmt == "tflite-int8" and run.spec.fitted_in_one_pass:
-        raise ConfigError(f"{paths.root}: {config.recipe.model} has no trained network to quantize; int8 would quantize "
-                          "its own statistics or distances (tried on patch_nn: half the check decisions flipped). "
-                          "Use --format tflite")
+        raise ConfigError(f"{paths.root}: {config.recipe.model} has no trained network to quantize; int8 would "
+                          "quantize its own statistics or distances (tried on patch_nn: half the check decisions "
+                          "flipped). Use --format tflite")
     module = run.detector
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -172,7 +172,8 @@ def _fit(config: TrainConfig, paths: RunPaths, train_images: np.ndarray, val_ima
                 print(f"resuming {paths.root} from epoch {initial_epoch} ({checkpoint.name})")
         else:
             initial_epoch, history = 0, []
-            trainable = spec.training_model(models.build_model(config.recipe.model, config.recipe.image_size, config.runtime.precision))
+            trainable = spec.training_model(models.build_model(config.recipe.model, config.recipe.image_size,
+                                                               config.runtime.precision))
             trainable.compile(optimizer=keras.optimizers.Adam(config.recipe.learning_rate), loss=spec.loss_function(),
                               jit_compile={"auto": "auto", "on": True, "off": False}[config.runtime.jit_compile])
     augment = config.augmentation.augment
@@ -185,8 +186,9 @@ def _fit(config: TrainConfig, paths: RunPaths, train_images: np.ndarray, val_ima
     val_data = make(val_images, config.recipe.batch_size, training=False, seed=config.recipe.seed)
     if initial_epoch < config.recipe.epochs:
         with stopping.stop_at_boundaries():
-            trainable.fit(train_data, validation_data=val_data, epochs=config.recipe.epochs, initial_epoch=initial_epoch,
-                          callbacks=[_epoch_checkpoint_callback(paths, history)], verbose=verbose,
+            trainable.fit(train_data, validation_data=val_data, epochs=config.recipe.epochs,
+                          initial_epoch=initial_epoch, callbacks=[_epoch_checkpoint_callback(paths, history)],
+                          verbose=verbose,
                           shuffle=False)  # the dataset shuffles itself
     return spec.inference_model(trainable)
 

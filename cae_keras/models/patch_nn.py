@@ -456,8 +456,8 @@ def fit_patch_nn(train_images: np.ndarray, val_images: np.ndarray, image_size: i
 
 def _fit(config, train_images, val_images, verbose=True):
     """Fills the memory and chooses the search with a run's config (see `fit_patch_nn`)."""
-    return fit_patch_nn(train_images, val_images, config.recipe.image_size, config.scoring.blur_sigma, config.recipe.seed,
-                        verbose=bool(verbose))
+    return fit_patch_nn(train_images, val_images, config.recipe.image_size, config.scoring.blur_sigma,
+                        config.recipe.seed, verbose=bool(verbose))
 
 
 SPEC = ModelSpec("patch_nn", "each patch against its nearest training-normal patch (SPADE/PatchCore-style, "
