@@ -45,6 +45,13 @@ def _fraction(text: str) -> float:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad flag ends in one line naming it, like every other error, not in the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     from cae_keras import __version__
     from cae_keras.config import (DEFAULT_MODEL, JIT_CHOICES, AugmentationConfig, DataConfig,
@@ -56,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 
     kinds = {"positive": _positive_int, "fraction": _fraction}
 
-    parser = argparse.ArgumentParser(prog="cae-keras", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="cae-keras", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"cae_keras {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also show TensorFlow's own start-up and log lines")
@@ -212,6 +219,10 @@ def _evaluate(args) -> dict:
     if overrides:  # the run's own metrics.json stays as it is
         out = args.run / "scoring" / "_".join(f"{v}" for v in overrides.values()).replace("+", "-")
     run = Run(args.run)  # opened once: the model and validation normals load once for every table below
+    if args.compare_scoring:  # refused before the evaluation, not after it
+        from cae_keras.evaluation import check_compare_scoring
+
+        check_compare_scoring(run)
     evaluation = evaluate_run(run, args.data, args.category, scoring_overrides=overrides or None,
                               allow_empty_masks=args.allow_empty_masks)
     paths = write_report(evaluation, out)

@@ -220,18 +220,21 @@ class TrainConfig:
             flat = {k: v for k, v in values.items() if k != "config_version"}
         elif version == CONFIG_VERSION:
             unknown = sorted(set(values) - set(GROUPS) - {"config_version"})
-            if unknown:
-                raise ConfigError(f"{source} has unknown groups {unknown}")
+            missing = [group for group in GROUPS if not isinstance(values.get(group), dict)]
+            if unknown or missing:
+                raise ConfigError(f"{source} has unknown groups {unknown}" if unknown else
+                                  f"{source} lacks the group(s) {missing}; every version-2 config.json has "
+                                  f"{', '.join(GROUPS)}")
             flat = {}
             for group in GROUPS:
-                fields = values.get(group, {})
+                fields = values[group]
                 known = {field.name for field in dataclasses.fields(GROUPS[group])}
                 if set(fields) - known:
                     raise ConfigError(f"{source} has unknown fields {sorted(set(fields) - known)} in '{group}'")
                 flat.update(fields)
         else:
             raise ConfigError(
-                f"{source} was written with config version {version}; this cae_keras reads versions 1 and "
+                f"{source} was written with config version {version!r}; this cae_keras reads versions 1 and "
                 f"{CONFIG_VERSION}. Retrain into a new run folder, or use the cae_keras that wrote it."
             )
         try:

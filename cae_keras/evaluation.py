@@ -142,6 +142,13 @@ def evaluate_run(run: Run | Path, data_root: Path | None = None, category: str |
 SCORING_KEYS = ("image_auroc", "pixel_auroc", "aupro", "pixel_ap", "image_f1")
 
 
+def check_compare_scoring(run: Run) -> None:
+    """Raises ConfigError for a model with its own map: map choices apply to reconstruction models."""
+    if not run.spec.reconstructs:
+        raise ConfigError(f"{run.config.recipe.model} produces its own anomaly map; --compare-scoring compares the "
+                          "maps of reconstruction models")
+
+
 def compare_scoring(run: Run | Path, anomaly_maps=("l1", "l2", "ssim", "msgms", "l1+ssim", "msgms+ssim"),
                     image_scores=scoring.IMAGE_SCORES, progress: bool = True,
                     evaluation: Evaluation | None = None) -> list[dict]:
@@ -152,10 +159,8 @@ def compare_scoring(run: Run | Path, anomaly_maps=("l1", "l2", "ssim", "msgms", 
     map scales and threshold from the validation normals, and is measured on the test split.
     """
     run = as_run(run)
-    config, spec = run.config, run.spec
-    if not spec.reconstructs:
-        raise ConfigError(f"{config.recipe.model} produces its own anomaly map; map choices apply to reconstruction "
-                          "models")
+    config = run.config
+    check_compare_scoring(run)
     model = run.model
     val_images, val_recon = run.validation_images, run.validation_outputs
     if evaluation is not None and evaluation.inference.reconstructions is not None:

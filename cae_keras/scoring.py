@@ -39,7 +39,8 @@ def blur_maps(maps: np.ndarray, sigma: float) -> np.ndarray:
     return graph_scoring.blur(maps, sigma)
 
 
-def image_scores(maps: np.ndarray, method: str = "max", top_k_fraction: float = 0.001) -> np.ndarray:
+def image_scores(maps: np.ndarray, method: str = ScoringConfig().image_score,
+                 top_k_fraction: float = ScoringConfig().top_k_fraction) -> np.ndarray:
     """Image score of each anomaly map. `[N, H, W]` -> `[N]`.
 
     Args:

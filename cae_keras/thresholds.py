@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from cae_keras.config import ScoringConfig
 from cae_keras.errors import ConfigError
 
 
-def quantile_threshold(validation_scores: np.ndarray, quantile: float = 0.99) -> float:
+def quantile_threshold(validation_scores: np.ndarray, quantile: float = ScoringConfig().threshold_quantile) -> float:
     """The `quantile` of the validation normals' image scores (linear interpolation).
 
     With quantile q, about (1 - q) of normal images are expected above the threshold.

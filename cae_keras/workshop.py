@@ -128,7 +128,8 @@ REAL_FIGURE = "05_real_vs_synthetic.png"
 
 
 def real_vs_synthetic(real_root: Path, categories: tuple[str, ...] = ("screw", "tire"),
-                      model_names: tuple[str, ...] = ("pixel_stats", "patch_nn"), image_size: int = 256,
+                      model_names: tuple[str, ...] = ("pixel_stats", "patch_nn"),
+                      image_size: int = RecipeConfig().image_size,
                       synthetic: SynthConfig = FULL_SYNTH, verbose: int | str = 0):
     """The synthetic bottle beside real categories: each model trained and evaluated on each set.
 

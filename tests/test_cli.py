@@ -85,7 +85,8 @@ def test_bad_input_is_one_line_and_exit_code_2(trained, tmp_path, capsys):
     assert exit_info.value.code == 2 and "invalid choice: 'resnet'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--data", str(root), "--category", "bottle", "--run", str(tmp_path / "r"), "--epochs", "-1"])
-    assert "must be at least 1" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "must be at least 1" in error and error.count("\n") == 1  # one line, not the usage block
 
 
 def test_console_entry_point_in_a_subprocess():
@@ -143,6 +144,9 @@ def test_evaluate_with_another_scoring_recalibrates_and_keeps_the_runs_metrics(t
     capsys.readouterr()
     assert main(["evaluate", "--run", str(runs["pixel_stats"]), "--anomaly-map", "ssim"]) == 2
     assert "own anomaly map" in capsys.readouterr().err
+    assert main(["evaluate", "--run", str(runs["pixel_stats"]), "--compare-scoring"]) == 2
+    captured = capsys.readouterr()
+    assert "own anomaly map" in captured.err and "image AUROC" not in captured.out  # refused before evaluating
 
 
 def test_evaluate_loads_the_model_and_the_validation_normals_once(trained, monkeypatch, capsys):

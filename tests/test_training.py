@@ -80,6 +80,10 @@ def test_a_run_written_before_the_config_was_grouped_still_opens(tiny_dataset, t
     (run / "config.json").write_text(json.dumps({**flat, "colour": "red", "config_version": 1}))
     with pytest.raises(ConfigError, match="unknown config field 'colour'"):
         runs.open_run(run)
+    without_group = {k: v for k, v in grouped.items() if k != "augmentation"}
+    (run / "config.json").write_text(json.dumps(without_group))
+    with pytest.raises(ConfigError, match=r"lacks the group\(s\) \['augmentation'\]"):
+        runs.open_run(run)
 
 
 def test_threshold_never_depends_on_test_labels(tiny_dataset, tmp_path):
