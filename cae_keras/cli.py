@@ -76,13 +76,18 @@ def _parser() -> argparse.ArgumentParser:
 
     synth = commands.add_parser("synth", parents=[verbose], help="write the built-in synthetic dataset in the MVTec AD layout")
     synth.add_argument("--out", required=True, type=Path, help="dataset root to write into")
-    synth.add_argument("--category", default="bottle")
+    synth.add_argument("--category", default="bottle", help="category folder to write (default: bottle)")
     synth_defaults = SynthConfig()
-    synth.add_argument("--seed", type=int, default=synth_defaults.seed)
-    synth.add_argument("--image-size", type=_positive_int, default=synth_defaults.image_size)
-    synth.add_argument("--n-train", type=_positive_int, default=synth_defaults.n_train)
-    synth.add_argument("--n-test-good", type=_positive_int, default=synth_defaults.n_test_good)
-    synth.add_argument("--n-per-defect", type=_positive_int, default=synth_defaults.n_per_defect)
+    synth.add_argument("--seed", type=int, default=synth_defaults.seed,
+                       help=f"the same seed writes the same images (default: {synth_defaults.seed})")
+    synth.add_argument("--image-size", type=_positive_int, default=synth_defaults.image_size,
+                       help=f"square size of the images, px (default: {synth_defaults.image_size})")
+    synth.add_argument("--n-train", type=_positive_int, default=synth_defaults.n_train,
+                       help=f"training normals (default: {synth_defaults.n_train}, as MVTec AD bottle)")
+    synth.add_argument("--n-test-good", type=_positive_int, default=synth_defaults.n_test_good,
+                       help=f"good test images (default: {synth_defaults.n_test_good})")
+    synth.add_argument("--n-per-defect", type=_positive_int, default=synth_defaults.n_per_defect,
+                       help=f"test images of each defect type (default: {synth_defaults.n_per_defect})")
 
     commands.add_parser("models", parents=[verbose], help="list the registered model names")
 
@@ -98,8 +103,10 @@ def _parser() -> argparse.ArgumentParser:
     add_arguments(train, ScoringConfig, TRAIN_FLAGS["scoring"], kinds)
     add_arguments(train, RuntimeConfig, TRAIN_FLAGS["runtime"], kinds)
     train.add_argument("--strategy", default="none", choices=STRATEGIES,
-                       help="tf.distribute: mirrored over this machine's GPUs (or CPU devices), or multi-worker")
-    train.add_argument("--cpu-devices", type=_positive_int, help="split the CPU into N logical devices (for mirrored)")
+                       help="tf.distribute: mirrored over this machine's GPUs (or CPU devices), or multi-worker "
+                            "(default: none)")
+    train.add_argument("--cpu-devices", type=_positive_int,
+                       help="split the CPU into N logical devices (for mirrored; default: one device)")
     train.add_argument("--all-categories", action="store_true",
                        help="train every category under --data, each into RUN/<category> (--category is then ignored)")
 
@@ -152,10 +159,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, help="write the figures as JSON here")
 
     compare = commands.add_parser("compare", parents=[verbose], help="train and evaluate several models; a table and a figure")
-    compare.add_argument("--data", required=True, type=Path)
-    compare.add_argument("--category", required=True)
+    compare.add_argument("--data", required=True, type=Path, help="dataset root (MVTec AD layout)")
+    compare.add_argument("--category", required=True, help="category folder under --data")
     compare.add_argument("--models", required=True, help="comma-separated model names")
-    compare.add_argument("--out", required=True, type=Path)
+    compare.add_argument("--out", required=True, type=Path, help="folder for the runs, the table and the figure")
     add_arguments(compare, RecipeConfig, COMPARE_FLAGS["recipe"], kinds)
     add_arguments(compare, RuntimeConfig, COMPARE_FLAGS["runtime"], kinds)
     compare.add_argument("--allow-empty-masks", action="store_true", help="as for evaluate")
