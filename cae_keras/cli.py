@@ -342,6 +342,7 @@ def _demo(args) -> None:
     from cae_keras.synth import SynthConfig, write_dataset
 
     started = time.perf_counter()
+    _claim_demo_runs(args.runs)
     write_dataset(args.data, "bottle", SynthConfig(image_size=args.image_size))
     print(f"[demo] synthetic bottle written to {args.data / 'bottle'}")
     models = list(dict.fromkeys([DEFAULT_MODEL, "pixel_stats", "seed_cae"]))
@@ -356,6 +357,28 @@ def _demo(args) -> None:
           "--model seed_cae --run runs/seed_cae_full --epochs 200")
     print(f"[demo] reports: {args.runs}/<model>/report.md; table and figure: {args.runs}/comparison.md, "
           f"comparison.png; took {time.perf_counter() - started:.0f} s")
+
+
+def _claim_demo_runs(runs: Path) -> None:
+    """Marks the demo's runs folder with the synthetic bottle's version, refusing one made on another.
+
+    The demo reuses complete runs; runs on an older bottle would give its old figures for the new one.
+
+    Raises:
+        ConfigError: the folder holds runs on another version of the bottle (or on an unrecorded one).
+    """
+    from cae_keras.errors import ConfigError
+    from cae_keras.files import write_text_atomic
+    from cae_keras.synth import VERSION
+
+    marker = runs / "synth_version"
+    if runs.is_dir() and any(runs.iterdir()):
+        found = marker.read_text().strip() if marker.is_file() else "unrecorded (an earlier cae_keras)"
+        if found != str(VERSION):
+            raise ConfigError(f"{runs}: holds demo runs on synthetic bottle version {found}, not {VERSION}; "
+                              "delete the folder or give another --runs")
+    runs.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(marker, f"{VERSION}\n")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

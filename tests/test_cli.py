@@ -176,3 +176,20 @@ def test_train_flags_take_their_defaults_from_the_config():
     changed = _train_config(args).differences(TrainConfig(data="d", category="c"))
     assert sorted(line.split(":")[0] for line in changed) == ["anomaly_map", "augment", "blur_sigma", "image_size",
                                                              "jit_compile"]
+
+
+def test_demo_refuses_runs_made_on_another_synthetic_bottle(tmp_path, monkeypatch):
+    from cae_keras import synth
+    from cae_keras.cli import _claim_demo_runs
+    from cae_keras.errors import ConfigError
+
+    runs = tmp_path / "runs"
+    _claim_demo_runs(runs)  # a new folder is claimed
+    (runs / "pixel_stats").mkdir()
+    _claim_demo_runs(runs)  # the same bottle: its runs are reused
+    monkeypatch.setattr(synth, "VERSION", synth.VERSION + 1)
+    with pytest.raises(ConfigError, match=f"version {synth.VERSION - 1}, not {synth.VERSION}"):
+        _claim_demo_runs(runs)
+    (runs / "synth_version").unlink()
+    with pytest.raises(ConfigError, match="version unrecorded"):
+        _claim_demo_runs(runs)
