@@ -80,9 +80,11 @@ def export_run(run: Run | Path, fmt: str, out: Path) -> Path:
                 write_atomic(out, lambda tmp: tmp.write_bytes(content))
             else:
                 write_atomic(out, lambda tmp: _export_onnx(scratch, tmp))
-    meta = {"format": fmt, "model": config.recipe.model, "image_size": config.recipe.image_size, "threshold": threshold,
-            "blur_sigma": config.scoring.blur_sigma, "anomaly_map": config.scoring.anomaly_map if run.spec.reconstructs
-            else "the model's own map", "image_score": config.scoring.image_score,
+    scoring = config.scoring
+    meta = {"format": fmt, "model": config.recipe.model, "image_size": config.recipe.image_size,
+            "threshold": threshold, "blur_sigma": scoring.blur_sigma,
+            "anomaly_map": scoring.anomaly_map if run.spec.reconstructs else "the model's own map",
+            "image_score": scoring.image_score,
             "input": "[N, H, W, 3] uint8 images, RGB, any size",
             "outputs": ["anomaly_map", "score", "defective"], "run": str(paths.root)}
     meta_path = Path(str(out) + ".json")
@@ -171,8 +173,7 @@ class Int8DecisionsDiffer(UserWarning):
 def check_int8(path: Path, run: Run | Path) -> dict:
     """Compares an int8 export's decisions with the float model's on the run's validation normals
     and the same with synthetic anomalies; warns (`Int8DecisionsDiffer`) if any decision differs.
-
-    Args:
+    The float reference is the run's own detector, which `export_run` has already built.
 
     Returns:
         images, anomalous (how many carry a synthetic anomaly), decisions_flipped,

@@ -120,10 +120,9 @@ def run_scorer(run: Run | Path) -> Scorer:
             by_size.setdefault(image.shape, []).append(i)
         for indices in by_size.values():
             pixels = np.stack([np.round(images[i] * 255).astype(np.uint8) for i in indices])
-            result = detector.detect(tf.constant(pixels))
+            result = {k: v.numpy() for k, v in detector.detect(tf.constant(pixels)).items()}
             for j, i in enumerate(indices):
-                maps[i] = result["anomaly_map"][j].numpy()
-                scores[i] = float(result["score"][j])
+                maps[i], scores[i] = result["anomaly_map"][j], result["score"][j]
         return maps, scores
 
     return Scorer(run.config.recipe.image_size, run.threshold, score)

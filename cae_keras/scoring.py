@@ -6,9 +6,9 @@
 - image score: the maximum of the anomaly map, or the mean of its top-k pixels.
 
 Maps, blur and scores are computed by `cae_keras.detector`, the module exported models are, so
-that `evaluate`, `predict --run` and an exported model cannot drift apart; `image_scores` and
-`image_scores` here is the readable NumPy version the notebooks and patch_nn's selection use
-(a test holds the two together).
+that `evaluate`, `predict --run` and an exported model cannot drift apart. `image_scores` here is
+the readable NumPy version the notebooks and patch_nn's selection use (a test holds the two
+together).
 """
 
 from __future__ import annotations
