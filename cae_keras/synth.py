@@ -42,10 +42,12 @@ import numpy as np
 from cae_keras.errors import ConfigError
 from cae_keras.files import write_png
 
-VERSION = 2
+VERSION = 3
 """Bumped whenever the images a config makes change, so that caches keyed by config are not reused.
-2: each bottle's own reflections, a tighter fixture, contamination inside the bottle."""
+2: each bottle's own reflections, a tighter fixture, contamination inside the bottle.
+3: each bottle's own warm glints on the rim; a large break shows the glass beyond it, not a dark hole."""
 DEFECT_TYPES = ("broken_large", "broken_small", "contamination")
+GLINT_HARMONICS = 32
 _SPLIT_CODES = {"train": 0, "test_good": 1, "broken_large": 2, "broken_small": 3, "contamination": 4}
 
 
@@ -71,8 +73,9 @@ class SynthConfig:
 
 @dataclasses.dataclass(frozen=True)
 class BottlePose:
-    """Where the bottle is in an image: centre (px), radius (px), rotation (rad), lighting gain, and
-    the Fourier coefficients of its own reflection arcs (`[2, 12, 2]`: rim and shoulder)."""
+    """Where the bottle is in an image: centre (px), radius (px), rotation (rad), lighting gain, the
+    Fourier coefficients of its own reflection arcs (`[2, 12, 2]`: rim and shoulder) and of its warm
+    glints (`[2, 32, 2]`: the rim's two edges), and the glints' RGB colour (`[3]`)."""
 
     cx: float
     cy: float
@@ -80,6 +83,8 @@ class BottlePose:
     angle: float
     gain: float
     arcs: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((2, 12, 2)))
+    glints: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((2, GLINT_HARMONICS, 2)))
+    glint_colour: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(3))
 
 
 def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
@@ -97,6 +102,9 @@ def random_pose(rng: np.random.Generator, size: int) -> BottlePose:
         angle=rng.uniform(-0.06, 0.06),  # bottles stand in a fixture: their ridges barely turn
         gain=rng.uniform(0.96, 1.04),
         arcs=_random_arcs(rng),
+        glints=_random_arcs(rng, GLINT_HARMONICS),
+        # orange to amber, as the real bottle's rim reflections
+        glint_colour=np.array([1.0, rng.uniform(0.45, 0.7), rng.uniform(0.1, 0.3)]),
     )
 
 
@@ -106,14 +114,18 @@ def _random_arcs(rng: np.random.Generator, n_harmonics: int = 12) -> np.ndarray:
     return rng.normal(0.0, 1.0, (2, n_harmonics, 2)) / np.sqrt(k)[None, :, None]
 
 
-def _arc_pattern(coefficients: np.ndarray, theta: np.ndarray) -> np.ndarray:
-    """Bright arcs along a ring, `[H, W]` in [0, 1]: where a random smooth function of the angle is
-    high (partly lit over about 60 % of the ring, fully over about 20 %)."""
-    k = np.arange(1, coefficients.shape[0] + 1, dtype=np.float32)
-    g = (coefficients[:, 0, None, None] * np.cos(k[:, None, None] * theta)
-         + coefficients[:, 1, None, None] * np.sin(k[:, None, None] * theta)).sum(0)
-    g = g / np.sqrt((coefficients ** 2).sum() / 2)
-    return _smoothstep(-0.3, 0.9, g)
+def _arc_pattern(coefficients: np.ndarray, theta: np.ndarray, low: float = -0.3, high: float = 0.9) -> np.ndarray:
+    """Bright arcs along a ring, `[H, W]` in [0, 1]: where a random smooth function of the angle
+    (unit variance) rises from `low` to `high` (by default partly lit over about 60 % of the ring,
+    fully over about 20 %)."""
+    # sum_k a_k cos(k theta) + b_k sin(k theta) = Re(sum_k (a_k - i b_k) z^k) with z = e^(i theta),
+    # by Horner's rule: one complex multiply-add per harmonic instead of a cosine and a sine.
+    z = np.exp(1j * theta.astype(np.float64))
+    g = np.zeros_like(z)
+    for a, b in coefficients[::-1]:
+        g = (g + (a - 1j * b)) * z
+    g = (g.real / np.sqrt((coefficients ** 2).sum() / 2)).astype(np.float32)
+    return _smoothstep(low, high, g)
 
 
 def _polar(pose: BottlePose, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -166,7 +178,14 @@ def render_bottle(pose: BottlePose, size: int) -> np.ndarray:
                             + _arc_pattern(pose.arcs[1], theta) * np.exp(-((r - 0.84) / 0.04) ** 2))
     gray = (background * (1 - in_bottle) + glass * groove * in_bottle) * pose.gain
     tint = np.array([0.92, 1.0, 0.95], dtype=np.float32)  # greenish glass, BGR-free RGB
-    return np.clip(gray[..., None] * tint, 0.0, 1.0).astype(np.float32)
+    # Warm glints along the rim's edges, broken into short pieces (32 harmonics), at places and in a
+    # hue of each bottle's own: normal, yet unlike anything else in the image. On real bottles a
+    # DRAEM-style model's maps light up on such reflections.
+    glints = (_arc_pattern(pose.glints[0], theta, 0.6, 1.4) * np.exp(-((r - 0.515) / 0.015) ** 2)
+              + _arc_pattern(pose.glints[1], theta, 0.6, 1.4) * np.exp(-((r - 0.605) / 0.015) ** 2))
+    glints = 0.7 * np.clip(glints, 0.0, 1.0)[..., None]
+    colour = gray[..., None] * tint * (1 - glints) + glints * 0.95 * pose.gain * pose.glint_colour
+    return np.clip(colour, 0.0, 1.0).astype(np.float32)
 
 
 def _blob_mask(size: int, cx: float, cy: float, radius: float, rng: np.random.Generator) -> np.ndarray:
@@ -189,6 +208,18 @@ def _place(pose: BottlePose, r_range: tuple[float, float], rng: np.random.Genera
     return pose.cx + r * np.cos(a), pose.cy + r * np.sin(a)
 
 
+def _seen_further_out(image: np.ndarray, pose: BottlePose, offset: float) -> np.ndarray:
+    """`image` with each pixel taken from `offset` bottle radii further from the centre, along the same angle."""
+    size = image.shape[0]
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    dx, dy = x - pose.cx, y - pose.cy
+    distance = np.maximum(np.hypot(dx, dy), 1e-6)
+    stretch = (distance + offset * pose.radius) / distance
+    map_x = (pose.cx + dx * stretch - 0.5).astype(np.float32)
+    map_y = (pose.cy + dy * stretch - 0.5).astype(np.float32)
+    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
 def add_defect(
     image: np.ndarray, pose: BottlePose, defect_type: str, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -205,7 +236,13 @@ def add_defect(
         mask = _blob_mask(size, cx, cy, rng.uniform(*scale) * pose.radius, rng)
         inner = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         edge = mask & ~inner
-        out[inner] = out[inner] * 0.25 + 0.03 * pose.gain
+        if defect_type == "broken_large":
+            # Through a large gap the glass further out shows (the same angle, a quarter of the
+            # radius out): content that is normal elsewhere in the image, wrong only here, which a
+            # model that has learnt what pasted-in content looks like misses.
+            out[inner] = _seen_further_out(image, pose, 0.25)[inner]
+        else:
+            out[inner] = out[inner] * 0.25 + 0.03 * pose.gain
         out[edge] = np.clip(0.85 * pose.gain + rng.normal(0, 0.05, (edge.sum(), 1)), 0, 1)
     elif defect_type == "contamination":
         cx, cy = _place(pose, (0.05, 0.40), rng)  # inside the bottle, seen through the opening
