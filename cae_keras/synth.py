@@ -22,7 +22,8 @@ choosing a model.
 
 Defect types follow MVTec's bottle:
 
-- `broken_large`, `broken_small`: a chunk of the rim broken off (dark inside, bright fracture edge);
+- `broken_large`: a large piece of the rim missing, the glass further out seen through the gap;
+- `broken_small`: a chip off the rim (dark inside, bright fracture edge);
 - `contamination`: a semi-transparent foreign blob (rust-brown dirt or pale flakes) inside the
   bottle, seen through the opening.
 
@@ -234,16 +235,17 @@ def add_defect(
         scale = (0.14, 0.22) if defect_type == "broken_large" else (0.04, 0.08)
         cx, cy = _place(pose, (0.52, 0.66), rng)
         mask = _blob_mask(size, cx, cy, rng.uniform(*scale) * pose.radius, rng)
-        inner = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-        edge = mask & ~inner
         if defect_type == "broken_large":
             # Through a large gap the glass further out shows (the same angle, a quarter of the
-            # radius out): content that is normal elsewhere in the image, wrong only here, which a
-            # model that has learnt what pasted-in content looks like misses.
-            out[inner] = _seen_further_out(image, pose, 0.25)[inner]
-        else:
+            # radius out), with no bright fracture edge: content that is normal elsewhere in the
+            # image and wrong only here. A model that has learnt what pasted-in content looks like
+            # misses it (draem: image AUROC about 0.5 on this type, measured); per-pixel statistics do not.
+            out[mask] = _seen_further_out(image, pose, 0.25)[mask]
+        else:  # a chip: dark inside, a bright fracture edge
+            inner = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            edge = mask & ~inner
             out[inner] = out[inner] * 0.25 + 0.03 * pose.gain
-        out[edge] = np.clip(0.85 * pose.gain + rng.normal(0, 0.05, (edge.sum(), 1)), 0, 1)
+            out[edge] = np.clip(0.85 * pose.gain + rng.normal(0, 0.05, (edge.sum(), 1)), 0, 1)
     elif defect_type == "contamination":
         cx, cy = _place(pose, (0.05, 0.40), rng)  # inside the bottle, seen through the opening
         mask = _blob_mask(size, cx, cy, rng.uniform(0.05, 0.12) * pose.radius, rng)
