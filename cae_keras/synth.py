@@ -10,15 +10,19 @@ bottle it is made to be hard for an autoencoder and easy for a per-pixel model:
 - each bottle also has its own bright reflection arcs along the rim and the shoulder (glass
   thickness and tilt differ from bottle to bottle): too many degrees of freedom for the seed's
   64-d code, so even a long-trained CAE reconstructs them blurred and its normal images carry large
-  errors there, while per-pixel statistics learn how much those rings vary and discount them.
+  errors there, while per-pixel statistics learn how much those rings vary and discount them;
+- and its own warm glints, short orange pieces along the rim's edges, as on real MVTec bottles
+  (where a DRAEM-style model's maps light up on the rim's normal orange reflections).
 
-Sensor noise on top. Measured with the seed's full recipe (256 px, 200 epochs; `cae-keras train`
-+ `evaluate`): per-pixel statistics 0.971 / 0.999 / 0.995 (image AUROC / pixel AUROC / AU-PRO),
-the seed's CAE 0.890 / 0.993 / 0.945, the CAE missing faint contamination (image AUROC 0.71). Real
-MVTec bottles rank them the same way: 0.984 against about 0.81 image AUROC
-(`shared/design/findings.md`). An earlier version without per-bottle reflections ranked the CAE
-first at the full recipe (0.951 against 0.910): a synthetic set is for demos and tests, never for
-choosing a model.
+Sensor noise on top. Measured with each model's own recipe at 256 px (`cae-keras train` +
+`evaluate`; image AUROC / pixel AUROC / AU-PRO): per-pixel statistics 0.975 / 0.996 / 0.990,
+the seed's CAE (200 epochs) 0.898 / 0.985 / 0.929, draem (40 epochs) 0.831 / 0.622 / 0.736,
+missing the large breaks (image AUROC 0.51 there). Real MVTec bottles rank them the same way:
+per-pixel statistics 0.984 image AUROC, draem 0.845, the seed's CAE about 0.81
+(`shared/design/findings.md`). Earlier versions ranked a model first that real bottles rank
+behind: without per-bottle reflections the CAE at the full recipe (0.951 against 0.910), with a
+dark hole and a bright fracture edge for every break draem (0.990 against 0.971). A synthetic set
+shows only what its maker put in: it is for demos and tests, never for choosing a model.
 
 Defect types follow MVTec's bottle:
 
