@@ -27,14 +27,20 @@ TRAIN_FLAGS = {"recipe": ("epochs", "image_size", "batch_size", "learning_rate",
 COMPARE_FLAGS = {"recipe": ("epochs", "image_size", "batch_size", "seed"), "runtime": ("precision",)}
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _int_at_least(minimum: int):
+    """An argparse type: a whole number >= `minimum`, else an error that says the minimum."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+_positive_int = _int_at_least(1)
 
 
 def _fraction(text: str) -> float:
@@ -56,14 +62,15 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     from cae_keras import __version__
-    from cae_keras.config import (DEFAULT_MODEL, JIT_CHOICES, AugmentationConfig, DataConfig,
+    from cae_keras.config import (DEFAULT_MODEL, JIT_CHOICES, MIN_IMAGE_SIZE, AugmentationConfig, DataConfig,
                                   RecipeConfig, RuntimeConfig, ScoringConfig, add_arguments)
     from cae_keras.distribution import STRATEGIES
     from cae_keras.export import FORMATS
     from cae_keras.models import REGISTRY
+    from cae_keras.synth import MIN_IMAGE_SIZE as SYNTH_MIN_IMAGE_SIZE
     from cae_keras.synth import SynthConfig
 
-    kinds = {"positive": _positive_int, "fraction": _fraction}
+    kinds = {"positive": _positive_int, "image_size": _int_at_least(MIN_IMAGE_SIZE), "fraction": _fraction}
 
     parser = _Parser(prog="cae-keras", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"cae_keras {__version__}")
@@ -82,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     synth_defaults = SynthConfig()
     synth.add_argument("--seed", type=int, default=synth_defaults.seed,
                        help=f"the same seed writes the same images (default: {synth_defaults.seed})")
-    synth.add_argument("--image-size", type=_positive_int, default=synth_defaults.image_size,
+    synth.add_argument("--image-size", type=_int_at_least(SYNTH_MIN_IMAGE_SIZE),
+                       default=synth_defaults.image_size,
                        help=f"square size of the images, px (default: {synth_defaults.image_size})")
     synth.add_argument("--n-train", type=_positive_int, default=synth_defaults.n_train,
                        help=f"training normals (default: {synth_defaults.n_train}, as MVTec AD bottle)")
@@ -170,9 +178,12 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--allow-empty-masks", action="store_true", help="as for evaluate")
 
     demo = commands.add_parser("demo", parents=[verbose], help="synthetic data; the default model, pixel_stats and seed_cae compared")
-    demo.add_argument("--data", type=Path, default=Path("data/synthetic"))
-    demo.add_argument("--runs", type=Path, default=Path("runs/demo"))
-    demo.add_argument("--epochs", type=_positive_int, default=DEFAULT_DEMO_EPOCHS, help="seed_cae's epochs")
+    demo.add_argument("--data", type=Path, default=Path("data/synthetic"),
+                      help="where the synthetic bottle is written, or found (default: data/synthetic)")
+    demo.add_argument("--runs", type=Path, default=Path("runs/demo"),
+                      help="folder of the demo's runs and comparison (default: runs/demo)")
+    demo.add_argument("--epochs", type=_positive_int, default=DEFAULT_DEMO_EPOCHS,
+                      help=f"seed_cae's epochs (default: {DEFAULT_DEMO_EPOCHS}; its full recipe is 200)")
     add_arguments(demo, RecipeConfig, ("image_size",), kinds)
     return parser
 
@@ -353,10 +364,12 @@ def _demo(args) -> None:
     print()
     print(comparison_table(rows))
     print()
+    python = os.path.relpath(sys.executable)
     print(f"[demo] {DEFAULT_MODEL} and pixel_stats are fitted in full (no epochs); seed_cae trained {args.epochs} "
-          "epochs here, its full recipe is 200:\n"
-          f"       {os.path.relpath(sys.executable)} -m cae_keras train --data {args.data} --category bottle "
-          "--model seed_cae --run runs/seed_cae_full --epochs 200")
+          "epochs here, its full recipe is 200 (then evaluate the run):\n"
+          f"       {python} -m cae_keras train --data {args.data} --category bottle "
+          "--model seed_cae --run runs/seed_cae_full --epochs 200\n"
+          f"       {python} -m cae_keras evaluate --run runs/seed_cae_full")
     print(f"[demo] reports: {args.runs}/<model>/report.md; table and figure: {args.runs}/comparison.md, "
           f"comparison.png; took {time.perf_counter() - started:.0f} s")
 

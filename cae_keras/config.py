@@ -38,9 +38,13 @@ JIT_CHOICES = ("auto", "on", "off")
 """XLA compilation of the training step; 'auto' is Keras' choice (off on CPU-only machines)."""
 
 
+MIN_IMAGE_SIZE = 16
+"""The smallest `image_size` a config takes, px."""
+
+
 def _field(default, help: str, choices=None, flag: str | None = None, kind: str | None = None):
-    """A config field with its default and what its command-line flag says (`kind`: 'positive' or
-    'fraction', checked as the flag is parsed)."""
+    """A config field with its default and what its command-line flag says (`kind`: 'positive',
+    'image_size' or 'fraction', checked as the flag is parsed)."""
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "flag": flag,
                                                         "kind": kind})
 
@@ -68,7 +72,7 @@ class RecipeConfig:
     2e-4; epochs are the model's own (`ModelSpec.default_epochs`: 200 for the seed's CAE)."""
 
     model: str = _field(DEFAULT_MODEL, f"registered model (default: {DEFAULT_MODEL})")
-    image_size: int = _field(256, "square size the images are resized to, px", kind="positive")
+    image_size: int = _field(256, "square size the images are resized to, px", kind="image_size")
     epochs: int | None = _field(None, "default: the model's recipe (200; draem 40); patch_nn and pixel_stats are "
                                       "fitted in one pass, epochs do not apply", kind="positive")
     batch_size: int = _field(32, "images per training step", kind="positive")
@@ -175,7 +179,7 @@ class TrainConfig:
         """Raises ConfigError naming the first field whose value cannot work."""
         d, r, a, s, rt = self.dataset, self.recipe, self.augmentation, self.scoring, self.runtime
         checks = [
-            (r.image_size >= 16, f"image_size must be at least 16 px, got {r.image_size}"),
+            (r.image_size >= MIN_IMAGE_SIZE, f"image_size must be at least {MIN_IMAGE_SIZE} px, got {r.image_size}"),
             (r.epochs >= 1, f"epochs must be at least 1, got {r.epochs}"),
             (r.batch_size >= 1, f"batch_size must be at least 1, got {r.batch_size}"),
             (r.learning_rate > 0, f"learning_rate must be positive, got {r.learning_rate}"),
@@ -258,7 +262,7 @@ def add_arguments(parser, group: type, names: tuple[str, ...], kinds: dict | Non
     type, choices and help, so that no flag restates a default.
 
     Args:
-        kinds: argparse types for the fields' kinds ('positive', 'fraction'), which check the value
+        kinds: argparse types for the fields' kinds ('positive', 'image_size', 'fraction'), which check the value
             as it is parsed.
         keep_run: no default (None): the run's own value is kept unless the flag is given.
     """

@@ -53,6 +53,8 @@ VERSION = 3
 3: each bottle's own warm glints on the rim; a large break shows the glass beyond it, not a dark hole."""
 DEFECT_TYPES = ("broken_large", "broken_small", "contamination")
 GLINT_HARMONICS = 32
+MIN_IMAGE_SIZE = 32
+"""The smallest image a synthetic bottle is drawn at, px."""
 _SPLIT_CODES = {"train": 0, "test_good": 1, "broken_large": 2, "broken_small": 3, "contamination": 4}
 
 
@@ -68,8 +70,8 @@ class SynthConfig:
     noise_std: float = 0.015
 
     def __post_init__(self) -> None:
-        if self.image_size < 32:
-            raise ConfigError(f"image_size must be at least 32 px, got {self.image_size}")
+        if self.image_size < MIN_IMAGE_SIZE:
+            raise ConfigError(f"image_size must be at least {MIN_IMAGE_SIZE} px, got {self.image_size}")
         if self.n_train < 2 or self.n_test_good < 1 or self.n_per_defect < 1:
             raise ConfigError("need n_train >= 2, n_test_good >= 1 and n_per_defect >= 1")
         if self.noise_std < 0:

@@ -115,13 +115,13 @@ def train(config: TrainConfig, run_dir: Path, verbose: int | str = "auto", strat
                 f"trained for {config.recipe.epochs} epochs"
             print(f"{paths.root}: already {done}; nothing to do")
         return paths
-    paths.root.mkdir(parents=True, exist_ok=True)
-    save_config(config, paths.config)
-
     # Training reads only what it uses: the test split is not indexed (a test-mask problem is
-    # evaluate's to report).
+    # evaluate's to report). The data is found before the run folder is written, so that a wrong
+    # --data or --category leaves no config.json behind to refuse the corrected command.
     category = data.category_of(config)
     train_paths, val_paths, source = data.validation_split(category, config.dataset.val_fraction, config.recipe.seed)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    save_config(config, paths.config)
     if verbose:
         print(f"{category.layout} layout: {len(train_paths)} training normals; validation normals: {source}")
     calibration.warn_if_few(len(val_paths), config.scoring.threshold_quantile, from_folder=bool(category.validation))

@@ -87,6 +87,19 @@ def test_bad_input_is_one_line_and_exit_code_2(trained, tmp_path, capsys):
         main(["train", "--data", str(root), "--category", "bottle", "--run", str(tmp_path / "r"), "--epochs", "-1"])
     error = capsys.readouterr().err
     assert "must be at least 1" in error and error.count("\n") == 1  # one line, not the usage block
+    with pytest.raises(SystemExit):  # the flag says the config's own minimum, not 1
+        main(["train", "--data", str(root), "--category", "bottle", "--run", str(tmp_path / "r"), "--image-size", "8"])
+    assert "--image-size: must be at least 16, got 8" in capsys.readouterr().err
+
+
+def test_a_wrong_data_path_leaves_nothing_that_blocks_the_corrected_command(trained, tmp_path, capsys):
+    root, _ = trained
+    run = tmp_path / "run"
+    args = ["--category", "bottle", "--model", "pixel_stats", "--run", str(run), "--image-size", "32"]
+    assert main(["train", "--data", str(tmp_path / "typo"), *args]) == 2
+    assert "dataset root not found" in capsys.readouterr().err
+    assert not (run / "config.json").exists()
+    assert main(["train", "--data", str(root), *args]) == 0
 
 
 def test_console_entry_point_in_a_subprocess():
