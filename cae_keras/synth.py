@@ -17,9 +17,9 @@ bottle it is made to be hard for an autoencoder and easy for a per-pixel model:
 Sensor noise on top. Measured with each model's own recipe at 256 px (`cae-keras train` +
 `evaluate`; image AUROC / pixel AUROC / AU-PRO): per-pixel statistics 0.975 / 0.996 / 0.990,
 the seed's CAE (200 epochs) 0.898 / 0.985 / 0.929, draem (40 epochs) 0.831 / 0.622 / 0.736,
-missing the large breaks (image AUROC 0.51 there). Real MVTec bottles rank them the same way:
-per-pixel statistics 0.984 image AUROC, draem 0.845, the seed's CAE about 0.81
-(`shared/design/findings.md`). Earlier versions ranked a model first that real bottles rank
+missing the large breaks (image AUROC 0.51 there). Real MVTec bottles also put per-pixel
+statistics first: 0.984 image AUROC, draem 0.845, the seed's CAE about 0.81
+(`shared/design/findings.md`); the order of draem and the CAE on image AUROC is not the real one. Earlier versions ranked a model first that real bottles rank
 behind: without per-bottle reflections the CAE at the full recipe (0.951 against 0.910), with a
 dark hole and a bright fracture edge for every break draem (0.990 against 0.971). A synthetic set
 shows only what its maker put in: it is for demos and tests, never for choosing a model.
